@@ -1,0 +1,123 @@
+"""Infant-level, outcome-stratified, seeded splits and cross-validation folds.
+
+Both functions first sort infants by id, so the result depends on the set of (id, label) pairs and the
+seed only, never on file-system or row order. Each class is shuffled on its own with
+`np.random.default_rng(seed)`.
+
+Defaults mirror AutoCP's data: 25 % of each class to test (the pool keeps int(n * 0.75), as
+MovementOutcome); the pool forms 7 folds and AutoCP validates on 2 of them (`val27`) and trains on the
+other 5 (`val13456`), so val = 0.75 * 2/7 = 3/14 (about 0.214) of all infants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from jaxcp.errors import InputError
+from jaxcp.runtime import DEFAULT_SEED
+
+SPLITS = ("train", "val", "test")
+DEFAULT_TEST_FRACTION = 0.25
+DEFAULT_NUM_FOLDS = 7
+DEFAULT_VAL_FRACTION = (1 - DEFAULT_TEST_FRACTION) * 2 / DEFAULT_NUM_FOLDS
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """Split settings (`--set split.<name>=value`); fractions are of all infants of each class."""
+
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    num_folds: int = DEFAULT_NUM_FOLDS
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self):
+        for name in ("test_fraction", "val_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise InputError(f"split.{name}: must be in [0, 1), got {value}")
+        if self.test_fraction + self.val_fraction >= 1:
+            raise InputError(f"split: test_fraction + val_fraction must be < 1, got "
+                             f"{self.test_fraction} + {self.val_fraction}")
+        if self.num_folds < 2:
+            raise InputError(f"split.num_folds: must be >= 2, got {self.num_folds}")
+
+
+def _sorted_by_class(ids: Sequence[str], labels: Sequence[int]) -> dict[int, list[str]]:
+    """{label: ids sorted}, after checking ids are unique and labels are 0/1."""
+    ids = [str(i) for i in ids]
+    labels = [int(v) for v in np.asarray(labels).ravel()]
+    if len(ids) != len(labels):
+        raise InputError(f"split: {len(ids)} ids but {len(labels)} labels")
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"split: duplicate id {dup!r}")
+    if any(v not in (0, 1) for v in labels):
+        raise InputError("split: labels must be 0 or 1")
+    by_class: dict[int, list[str]] = {0: [], 1: []}
+    for key, label in sorted(zip(ids, labels, strict=True)):
+        by_class[label].append(key)
+    return by_class
+
+
+def _split_counts(n: int, test_fraction: float, val_fraction: float) -> tuple[int, int]:
+    """(test, val) counts of one class; a class of 3 or more gets at least one of each asked for."""
+    num_test = n - int(n * (1 - test_fraction) + 1e-9)
+    num_val = int(math.floor(n * val_fraction + 0.5))
+    if n >= 3:
+        num_test = max(num_test, 1) if test_fraction > 0 else 0
+        num_val = max(num_val, 1) if val_fraction > 0 else 0
+    num_val = min(num_val, max(n - num_test - 1, 0))
+    return num_test, num_val
+
+
+def stratified_split(
+    ids: Sequence[str],
+    labels: Sequence[int],
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, tuple[str, ...]]:
+    """{"train", "val", "test"} -> ids (each sorted); every class is split in the same proportions.
+
+    Per class of n infants: test gets n - int(n * (1 - test_fraction)), val round(n * val_fraction),
+    train the rest (a class of 3 or more puts at least one infant into val and test when asked to).
+    """
+    SplitConfig(test_fraction, val_fraction)  # validates the fractions
+    out: dict[str, list[str]] = {name: [] for name in SPLITS}
+    rng = np.random.default_rng(seed)
+    for members in _sorted_by_class(ids, labels).values():
+        order = [members[i] for i in rng.permutation(len(members))]
+        num_test, num_val = _split_counts(len(order), test_fraction, val_fraction)
+        out["test"] += order[len(order) - num_test:]
+        out["val"] += order[len(order) - num_test - num_val:len(order) - num_test]
+        out["train"] += order[:len(order) - num_test - num_val]
+    return {name: tuple(sorted(members)) for name, members in out.items()}
+
+
+def stratified_folds(
+    ids: Sequence[str], labels: Sequence[int], num_folds: int = DEFAULT_NUM_FOLDS, seed: int = DEFAULT_SEED
+) -> tuple[tuple[str, ...], ...]:
+    """`num_folds` disjoint folds (each sorted) covering all ids, stratified by label.
+
+    The shuffled CP infants and then the shuffled non-CP infants are dealt round-robin, so per class and
+    in total the fold sizes differ by at most one.
+    """
+    if num_folds < 2:
+        raise InputError(f"split.num_folds: must be >= 2, got {num_folds}")
+    rng = np.random.default_rng(seed)
+    by_class = _sorted_by_class(ids, labels)
+    dealt = [by_class[c][i] for c in (1, 0) for i in rng.permutation(len(by_class[c]))]
+    return tuple(tuple(sorted(dealt[k::num_folds])) for k in range(num_folds))
+
+
+def fold_split(folds: Sequence[Sequence[str]], val_fold: int) -> dict[str, tuple[str, ...]]:
+    """Cross-validation split k: {"train": all other folds, "val": fold k} (ids sorted)."""
+    if not 0 <= val_fold < len(folds):
+        raise InputError(f"fold {val_fold} does not exist (0..{len(folds) - 1})")
+    train = [key for k, fold in enumerate(folds) if k != val_fold for key in fold]
+    return {"train": tuple(sorted(train)), "val": tuple(sorted(folds[val_fold]))}
