@@ -203,6 +203,39 @@ def test_default_config_learns_a_bandit_that_the_paper_step_size_does_not():
     assert no_baseline_gain < default_gain / 3
 
 
+def autocp_weight_gain(seed=0, updates=15, effect=0.03, noise=0.05, space=TABLE_I):
+    """The same bandit under AutoCP's policy (reference §6.1, §6.6): probabilities w / sum(w), w initialised
+    to ones, Adam lr 0.001 on w, no baseline, w renormalised to sum 1 after every update."""
+    import optax
+
+    choices = np.array(space)
+    mask = jnp.asarray(np.arange(choices.max())[None] < choices[:, None])
+    rng = np.random.default_rng(seed)
+    good = rng.integers(0, choices)
+
+    def probs(w):
+        w = jnp.where(mask, w, 0.0)
+        return w / w.sum(axis=1, keepdims=True)
+
+    def loss(w, actions, rewards):
+        return -(rewards * jnp.log(probs(w)[jnp.arange(len(space)), actions]).sum(axis=1)).sum()
+
+    opt = optax.adam(controller.PAPER_LEARNING_RATE)
+    w = jnp.ones(mask.shape)
+    opt_state = opt.init(w)
+    for it in range(updates):
+        p = np.asarray(probs(w), dtype=np.float64)
+        actions = np.stack([rng.choice(p.shape[1], size=20 if it == 0 else 30, p=row / row.sum())
+                            for row in p], axis=1)
+        hits = ((actions == good) - 1.0 / choices).sum(axis=1)
+        rewards = np.clip(0.8 + effect * hits + noise * rng.standard_normal(len(actions)), 0.0, 1.0)
+        updates_, opt_state = opt.update(jax.grad(loss)(w, actions, rewards), opt_state)
+        w = probs(optax.apply_updates(w, updates_))  # AutoCP's in-place renormalisation (moments kept)
+    p = np.asarray(probs(w))
+    gains = [p[d, good[d]] - 1.0 / n for d, n in enumerate(space) if n > 1]
+    return float(np.mean(gains)), float(np.mean(np.argmax(np.where(mask, w, -1.0), axis=1) == good))
+
+
 if __name__ == "__main__":
     rows = [("paper: lr 0.001, no baseline", controller.paper_config())]
     rows += [(f"lr {lr}, {baseline}", controller.ControllerConfig(learning_rate=lr, baseline=baseline))
@@ -214,3 +247,7 @@ if __name__ == "__main__":
         res = np.array([[bandit_gain(config, seed, updates=u) for u in (15, 50)] for seed in range(5)])
         mean = res.mean(axis=0)
         print(f"| {name} | {mean[0, 0]:+.3f} / {mean[1, 0]:+.3f} | {mean[0, 1]:.2f} / {mean[1, 1]:.2f} |")
+    res = np.array([[autocp_weight_gain(seed, updates=u) for u in (15, 50)] for seed in range(5)])
+    res = res.mean(axis=0)
+    print(f"| AutoCP weights-as-probabilities, renormalised | {res[0, 0]:+.3f} / {res[1, 0]:+.3f} "
+          f"| {res[0, 1]:.2f} / {res[1, 1]:.2f} |")
