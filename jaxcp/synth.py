@@ -235,9 +235,9 @@ def band_noise(rng: np.random.Generator, shape: tuple[int, ...], fps: float, low
 
 
 def regular_source(rng: np.random.Generator, num_frames: int, fps: float, lags: np.ndarray) -> np.ndarray:
-    """(L, T) one regular movement pattern (1-2 slowly wandering sinusoids, 0.8-2 Hz) at L time lags."""
+    """(L, T) one regular movement pattern (1-2 slowly wandering sinusoids, 0.5-4 Hz) at L time lags."""
     n = int(rng.integers(1, 3))
-    freq = rng.uniform(0.8, 2.0, n)
+    freq = rng.uniform(0.5, 4.0, n)  # the same mean frequency as the broadband movements
     amp = rng.uniform(0.6, 1.0, n)
     phase = rng.uniform(0, 2 * np.pi, n)
     wander = 0.8 * band_noise(rng, (n, num_frames), fps, 0.01, 0.1)
