@@ -68,7 +68,11 @@ class Dataset:
 
 @dataclasses.dataclass(frozen=True)
 class InfantEntry:
-    """One infant in a manifest: its split, cross-validation fold (-1 for test) and recording facts."""
+    """One infant in a manifest: its split, cross-validation fold (-1 for test) and recording facts.
+
+    length: processed frames; raw_frames, missing_fraction, long_gap_fraction, num_long_gaps: the raw
+    recording's `GapReport`.
+    """
 
     id: str
     label: int
@@ -76,6 +80,7 @@ class InfantEntry:
     fold: int
     length: int
     source: str
+    raw_frames: int = 0
     missing_fraction: float = 0.0
     long_gap_fraction: float = 0.0
     num_long_gaps: int = 0
@@ -155,7 +160,19 @@ def write_manifest(directory: str | Path, manifest: Manifest) -> None:
         "infants": [dataclasses.asdict(e) for e in manifest.infants],
         "skipped": list(manifest.skipped),
     }
-    write_text(Path(directory) / MANIFEST, json.dumps(data, indent=1) + "\n")
+    write_text(Path(directory) / MANIFEST, _json_lines(data))
+
+
+def _json_lines(data: dict) -> str:
+    """JSON with one line per top-level key and one line per element of lists of records."""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            inner = ",\n".join(f"  {json.dumps(item)}" for item in value)
+            parts.append(f" {json.dumps(key)}: [\n{inner}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def new_manifest(layout: dict, fps: float, settings: dict, infants: Sequence[InfantEntry],

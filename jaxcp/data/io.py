@@ -151,8 +151,6 @@ def _shown(names: list[str], limit: int = 5) -> str:
 
 def _fill_empty_cells(body: str) -> str:
     """Write `nan` into empty cells so that the fast parser accepts them."""
-    if not (",," in body or ",\n" in body or "\n," in body or body.startswith(",") or body.endswith(",")):
-        return body
     body = body.replace(",,", ",nan,").replace(",,", ",nan,")  # twice: runs of commas overlap
     body = body.replace(",\n", ",nan\n").replace("\n,", "\nnan,")
     if body.startswith(","):
@@ -163,20 +161,30 @@ def _fill_empty_cells(body: str) -> str:
 
 
 def _parse_numbers(body: str, header: list[str], path: Path) -> np.ndarray:
-    """(rows, columns) float64 table of the CSV body; one line naming the first bad cell on failure."""
+    """(rows, columns) float64 table of the CSV body; one line naming the first bad cell on failure.
+
+    numpy's C parser reads the body as it is; only when that fails (empty cells, or bad input) are empty
+    cells rewritten as `nan` and the body parsed again, and only when that fails too is the bad cell
+    searched for line by line.
+    """
     try:
-        table = np.loadtxt(
-            _fill_empty_cells(body).splitlines(), delimiter=",", quotechar='"', ndmin=2, dtype=np.float64
-        )
-    except ValueError as error:
-        _raise_bad_cell(body, header, path)
-        raise InputError(f"{path}: cannot parse numbers ({error})") from None
+        table = _loadtxt(body)
+    except ValueError:
+        try:
+            table = _loadtxt(_fill_empty_cells(body))
+        except ValueError as error:
+            _raise_bad_cell(body, header, path)
+            raise InputError(f"{path}: cannot parse numbers ({' '.join(str(error).split())})") from None
     if table.shape[1] != len(header):
         raise InputError(f"{path}: rows have {table.shape[1]} cells but the header names {len(header)}")
     if np.isinf(table).any():
         row, col = np.argwhere(np.isinf(table))[0]
         raise InputError(f"{path}: infinite value in column {header[col]!r} (data row {row + 1})")
     return table
+
+
+def _loadtxt(body: str) -> np.ndarray:
+    return np.loadtxt(body.splitlines(), delimiter=",", quotechar='"', ndmin=2, dtype=np.float64)
 
 
 def _raise_bad_cell(body: str, header: list[str], path: Path) -> None:
@@ -336,6 +344,24 @@ def find_recording_files(raw_dir: str | Path) -> dict[str, Path]:
     return files
 
 
+def match_outcomes(
+    raw_dir: str | Path, outcomes_path: str | Path | None = None
+) -> tuple[list[tuple[str, Path, int]], list[tuple[str, Path]], Path]:
+    """Pair recording files with outcomes: ([(id, file, label)], [(id, file) without outcome], outcomes file).
+
+    Sorted by id. An outcome without a recording is an error.
+    """
+    files = find_recording_files(raw_dir)
+    outcomes_path = Path(outcomes_path) if outcomes_path else find_outcomes_file(raw_dir)
+    outcomes = read_outcomes(outcomes_path)
+    orphans = [key for key in outcomes if key not in files]
+    if orphans:
+        raise InputError(f"{outcomes_path}: no recording for outcome id {_shown(orphans)} in {raw_dir}")
+    labelled = [(key, files[key], outcomes[key]) for key in sorted(files) if key in outcomes]
+    unlabelled = [(key, files[key]) for key in sorted(files) if key not in outcomes]
+    return labelled, unlabelled, outcomes_path
+
+
 def read_raw_folder(
     raw_dir: str | Path,
     layout: Layout,
@@ -347,22 +373,16 @@ def read_raw_folder(
 ) -> list[Recording]:
     """Read every labelled recording of a raw folder, sorted by id.
 
-    An outcome without a recording is an error; a recording without an outcome is reported through
-    `warn` (default: `warnings.warn`) and skipped.
+    Recordings are `orgcoords_<id>.csv` or `<id>.npy` files in RAW_DIR or RAW_DIR/coords; outcomes come
+    from `outcomes_path` or `find_outcomes_file(raw_dir)`. An outcome without a recording is an error; a
+    recording without an outcome is reported through `warn` (default: `warnings.warn`) and skipped.
     """
     fps = check_fps(fps)
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
-    files = find_recording_files(raw_dir)
-    outcomes_path = Path(outcomes_path) if outcomes_path else find_outcomes_file(raw_dir)
-    outcomes = read_outcomes(outcomes_path)
-    orphans = [key for key in outcomes if key not in files]
-    if orphans:
-        raise InputError(f"{outcomes_path}: no recording for outcome id {_shown(orphans)} in {raw_dir}")
-    recordings = []
-    for key in sorted(files):
-        if key not in outcomes:
-            warn(f"{files[key]}: id {key!r} has no outcome in {outcomes_path}; skipped")
-            continue
-        recordings.append(read_recording(files[key], layout, fps, label=outcomes[key],
-                                         confidence_threshold=confidence_threshold))
-    return recordings
+    labelled, unlabelled, outcomes_path = match_outcomes(raw_dir, outcomes_path)
+    for key, path in unlabelled:
+        warn(f"{path}: id {key!r} has no outcome in {outcomes_path}; skipped")
+    return [
+        read_recording(path, layout, fps, label=label, confidence_threshold=confidence_threshold)
+        for _, path, label in labelled
+    ]
