@@ -197,9 +197,9 @@ def update(state: ControllerState, actions, rewards, weights=None) -> tuple[Cont
     actions = np.asarray(actions, dtype=np.int32)
     rewards = np.asarray(rewards, dtype=np.float32)
     weights = np.ones_like(rewards) if weights is None else np.asarray(weights, dtype=np.float32)
-    num, width = len(state.num_choices), actions.shape[0]
-    if actions.ndim != 2 or actions.shape[1] != num or rewards.shape != (width,) or weights.shape != (width,):
-        raise ValueError(f"need actions (R, {num}), rewards (R,), weights (R,); got "
+    num, width = len(state.num_choices), (rewards.shape[0] if rewards.ndim == 1 else -1)
+    if actions.shape != (width, num) or rewards.shape != (width,) or weights.shape != (width,) or width == 0:
+        raise ValueError(f"need actions (R, {num}), rewards (R,), weights (R,) with R >= 1; got "
                          f"{actions.shape}, {rewards.shape}, {weights.shape}")
     if ((actions < 0) | (actions >= np.array(state.num_choices))).any():
         raise ValueError("action index out of range of its decision")

@@ -129,6 +129,10 @@ def test_padding_rows_and_bucket_do_not_change_the_update():
         controller.update(state, [[0, 2, 0]], [1.0])
     with pytest.raises(ValueError, match="actions"):
         controller.update(state, [[0, 1]], [1.0])
+    with pytest.raises(ValueError, match="R >= 1"):
+        controller.update(state, np.zeros((0, 3), int), np.zeros(0))
+    with pytest.raises(ValueError, match="non-finite"):
+        controller.update(state, [[0, 1, 0]], [np.nan])
 
 
 def test_no_recompilation_within_a_bucket(monkeypatch):
