@@ -22,7 +22,7 @@ batch of rollouts is padded with weight-0 rows to a power-of-two bucket (at leas
 search whose number of rollouts varies (20, 30 + replay, ...) compiles the update only a few times.
 
 Step size and defaults: AutoCP used weights as probabilities and renormalised them each iteration
-(§6.6); we use logits. Adam moves every logit by about `learning_rate` per update whatever the reward
+(§6.6); we use logits. Adam moves every logit by about `lr` per update whatever the reward
 scale, so the paper's 0.001 (`PAPER_LEARNING_RATE`) moves a logit by at most ~0.05 in 50 updates and
 leaves the policy practically uniform. Without a baseline, all rewards (AUCs ~0.8) are positive and the
 gradient's sign is dominated by how often each option happened to be sampled, not by its reward. The
@@ -58,7 +58,7 @@ class ControllerConfig:
     min_bucket: the smallest padded number of rollouts per update.
     """
 
-    learning_rate: float = DEFAULT_LEARNING_RATE
+    lr: float = DEFAULT_LEARNING_RATE
     baseline: str = DEFAULT_BASELINE
     baseline_decay: float = 0.9
     entropy_weight: float = 0.0
@@ -70,8 +70,8 @@ class ControllerConfig:
     def __post_init__(self):
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {self.baseline!r}; expected one of {BASELINES}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
         if self.min_bucket < 1:
@@ -80,7 +80,7 @@ class ControllerConfig:
 
 def paper_config() -> ControllerConfig:
     """AutoCP's settings: Adam lr 0.001, no baseline, no entropy bonus."""
-    return ControllerConfig(learning_rate=PAPER_LEARNING_RATE, baseline="none", entropy_weight=0.0)
+    return ControllerConfig(lr=PAPER_LEARNING_RATE, baseline="none", entropy_weight=0.0)
 
 
 @struct.dataclass
@@ -98,7 +98,7 @@ class ControllerState:
 
 
 def _optimizer(config: ControllerConfig) -> optax.GradientTransformation:
-    return optax.adam(config.learning_rate, b1=config.b1, b2=config.b2, eps=config.eps)
+    return optax.adam(config.lr, b1=config.b1, b2=config.b2, eps=config.eps)
 
 
 def init(num_choices: Sequence[int], config: ControllerConfig | None = None) -> ControllerState:

@@ -1,7 +1,7 @@
 """Replay memory of good rollouts (reference autocp-algorithm.md §6.4), as fixed-size arrays.
 
 Rules, in the order the search applies them at each controller update:
-1. `replay(key, memory)`: draw `batch_size` stored rollouts uniformly without replacement (all of them if
+1. `sample(key, memory)`: draw `batch_size` stored rollouts uniformly without replacement (all of them if
    fewer are stored); the controller update then scores them under the CURRENT policy together with the
    fresh rollouts. After drawing, if count >= 2 * batch_size the batch size doubles (at most once per
    update; 10 -> 20 -> 40 -> ...).
@@ -40,12 +40,11 @@ class ReplayMemory:
         return self.actions.shape[0]
 
 
-def init(num_decisions: int, capacity: int = DEFAULT_CAPACITY,
-         batch_size: int = DEFAULT_BATCH_SIZE) -> ReplayMemory:
-    """An empty memory for rollouts of `num_decisions` actions."""
+def init(capacity: int, num_decisions: int, batch_size: int = DEFAULT_BATCH_SIZE) -> ReplayMemory:
+    """An empty memory of `capacity` (200 in the paper) rollouts of `num_decisions` actions each."""
     if capacity < 1 or batch_size < 1 or num_decisions < 1:
-        raise ValueError(f"capacity, batch_size and num_decisions must be >= 1, got "
-                         f"{capacity}, {batch_size}, {num_decisions}")
+        raise ValueError(f"capacity, num_decisions and batch_size must be >= 1, got "
+                         f"{capacity}, {num_decisions}, {batch_size}")
     return ReplayMemory(actions=np.zeros((capacity, num_decisions), np.int32),
                         rewards=np.zeros(capacity, np.float32), count=np.array(0, np.int32),
                         next_index=np.array(0, np.int32), batch_size=np.array(batch_size, np.int32))
@@ -84,11 +83,11 @@ def contents(memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray]:
     return memory.actions[slots], memory.rewards[slots]
 
 
-def sample(key: jax.Array, memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw min(batch_size, count) stored rollouts uniformly without replacement.
+def draw(key: jax.Array, memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw min(batch_size, count) stored rollouts uniformly without replacement (no doubling).
 
     Returns actions (batch_size, D) int32, rewards (batch_size,) float32 and valid (batch_size,) bool; the
-    drawn rows come first, the rest are zero rows with valid False (give them weight 0 in the update).
+    drawn rows come first, the rest are zero rows with valid False (drop them or give them weight 0).
     """
     batch, count = int(memory.batch_size), int(memory.count)
     stored = (int(memory.next_index) - count + np.arange(count)) % memory.capacity
@@ -102,16 +101,17 @@ def sample(key: jax.Array, memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray
 
 
 def double_batch(memory: ReplayMemory) -> ReplayMemory:
-    """AutoCP's growth rule: double the replay batch if count >= 2 * batch_size (call once per update)."""
+    """AutoCP's growth rule: double the replay batch if count >= 2 * batch_size (once per update)."""
     if int(memory.count) >= 2 * int(memory.batch_size):
         return memory.replace(batch_size=np.array(2 * int(memory.batch_size), np.int32))
     return memory
 
 
-def replay(key: jax.Array, memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray, ReplayMemory]:
-    """`sample` then `double_batch`: the replay step of one controller update.
+def sample(key: jax.Array, memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray, ReplayMemory]:
+    """The replay step of one controller update: `draw`, then `double_batch`.
 
-    Returns (actions (B, D), rewards (B,), valid (B,), memory) with B the batch size before doubling.
+    Returns (actions (B, D), rewards (B,), valid (B,), memory) with B the batch size before doubling;
+    keep the returned memory (it carries the new batch size). Call once per update.
     """
-    actions, rewards, valid = sample(key, memory)
+    actions, rewards, valid = draw(key, memory)
     return actions, rewards, valid, double_batch(memory)

@@ -42,7 +42,7 @@ def test_init_is_uniform_with_padding_mask():
         controller.init([3, 0])
 
 
-@pytest.mark.parametrize("kwargs", [{"baseline": "ema"}, {"learning_rate": 0.0}, {"baseline_decay": 1.0},
+@pytest.mark.parametrize("kwargs", [{"baseline": "ema"}, {"lr": 0.0}, {"baseline_decay": 1.0},
                                     {"min_bucket": 0}])
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
@@ -79,7 +79,7 @@ def test_loss_gradient_equals_analytic_reinforce_gradient():
 
 
 def test_first_update_is_one_adam_step_raising_rewarded_actions():
-    config = controller.ControllerConfig(learning_rate=0.1, baseline="none")
+    config = controller.ControllerConfig(lr=0.1, baseline="none")
     state = with_logits(controller.init(TINY, config), ROWS)
     actions = np.array([[0, 1, 0], [0, 1, 0], [2, 0, 0]])
     rewards = np.array([0.9, 0.8, 0.1])
@@ -242,7 +242,7 @@ def autocp_weight_gain(seed=0, updates=15, effect=0.03, noise=0.05, space=TABLE_
 
 if __name__ == "__main__":
     rows = [("paper: lr 0.001, no baseline", controller.paper_config())]
-    rows += [(f"lr {lr}, {baseline}", controller.ControllerConfig(learning_rate=lr, baseline=baseline))
+    rows += [(f"lr {lr}, {baseline}", controller.ControllerConfig(lr=lr, baseline=baseline))
              for lr, baseline in [(0.05, "none"), (0.01, "moving_average"), (0.05, "moving_average"),
                                   (0.1, "moving_average")]]
     print("| controller | P(good) - 1/n after 15 / 50 updates | argmax = good after 15 / 50 |")
