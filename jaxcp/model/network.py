@@ -1,0 +1,117 @@
+"""The candidate network (reference §4.1): input streams, fusion by concatenation, main stream, classifier.
+
+x: (N, I, T, V, C) channels last -> logits (N, num_classes). Each input stream (own weights) is
+BN -> spatial graph layer (C -> init_channels) -> Basic temporal layer -> input blocks; the stream
+outputs are concatenated on channels and go through the main blocks (last one 48 channels), global
+average pooling, dropout and a linear classifier. A block is spatial layer (graph conv or Multi-GCN) ->
+temporal layers -> attention. The last main-stream feature map (N, T'', V, 48) is sown as
+("intermediates", "features") for class-activation maps.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcp.model.attention import AttentionLayer
+from jaxcp.model.graph import MultiGCNLayer, SpatialGraphLayer
+from jaxcp.model.ops import BatchNorm, Pointwise, record_avg_pool
+from jaxcp.model.plan import BlockSpec, input_blocks, main_blocks
+from jaxcp.model.temporal import BasicTemporal, temporal_layer
+from jaxcp.skeleton import Layout, load_layout
+from jaxcp.space import Arch
+
+CLASSIFIER_INIT_STD = 0.001
+
+
+class Block(nn.Module):
+    """Spatial layer -> temporal layers -> attention. x: (N, T, V, C_in) -> (N, T', V, C_out)."""
+
+    spec: BlockSpec
+    arch: Arch
+    layout: Layout
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        spec, arch = self.spec, self.arch
+        if spec.multi_gcn:
+            x = MultiGCNLayer(spec.out_channels, self.layout, arch.activation, name="gcn")(x, train=train)
+        else:
+            x = SpatialGraphLayer(spec.out_channels, spec.graph_distance, self.layout, arch.activation,
+                                  name="gcn")(x, train=train)
+        for j, layer in enumerate(spec.temporal):
+            tcn = temporal_layer(layer.conv, window=layer.window, stride=layer.stride,
+                                 activation=arch.activation, expand_ratio=arch.expand_ratio,
+                                 reduct_ratio=arch.reduct_ratio, variant=arch.variant, name=f"tcn{j}")
+            x = tcn(x, train=train)
+        attention = AttentionLayer(arch.attention, arch.activation, arch.reduct_ratio, self.layout,
+                                   name="att")
+        return attention(x, train=train)
+
+
+class InputStream(nn.Module):
+    """BN -> stem graph layer -> stem Basic temporal layer -> input blocks. (N, T, V, C) -> (N, T', V, C')."""
+
+    arch: Arch
+    layout: Layout
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        a = self.arch
+        x = BatchNorm(name="init_bn")(x, train=train)
+        x = SpatialGraphLayer(a.init_channels, a.graph_distance_in, self.layout, a.activation,
+                              name="stem_gcn")(x, train=train)
+        x = BasicTemporal(a.temporal_window_in, activation=a.activation, name="stem_tcn")(x, train=train)
+        for b, spec in enumerate(input_blocks(a)):
+            x = Block(spec, a, self.layout, name=f"block{b}")(x, train=train)
+        return x
+
+
+class Classifier(nn.Module):
+    """Global average pool over (T, V) -> dropout -> linear (a 1x1x1 conv in AutoCP). -> (N, classes)."""
+
+    num_classes: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        pooled = x.mean(axis=(1, 2))
+        record_avg_pool(self, x.size, pooled.size)
+        if self.dropout > 0:
+            pooled = nn.Dropout(self.dropout, name="dropout")(pooled, deterministic=not train)
+        return Pointwise(self.num_classes, init_std=CLASSIFIER_INIT_STD, name="fc")(pooled)
+
+
+class Network(nn.Module):
+    """The whole candidate. x: (N, streams, T, V, in_channels) -> logits (N, num_classes).
+
+    BatchNorm state in "batch_stats", dropout rng "dropout".
+    """
+
+    arch: Arch
+    layout: Layout
+    streams: int = 4
+    in_channels: int = 4
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        expected = (self.streams, self.layout.num_joints, self.in_channels)
+        if x.ndim != 5 or (x.shape[1], x.shape[3], x.shape[4]) != expected:
+            raise ValueError(f"expected input (N, {self.streams}, T, {self.layout.num_joints}, "
+                             f"{self.in_channels}), got {x.shape}")
+        streams = [InputStream(self.arch, self.layout, name=f"input{i}")(x[:, i], train=train)
+                   for i in range(self.streams)]
+        h = jnp.concatenate(streams, axis=-1)
+        for b, spec in enumerate(main_blocks(self.arch, h.shape[-1])):
+            h = Block(spec, self.arch, self.layout, name=f"main{b}")(h, train=train)
+        self.sow("intermediates", "features", h)
+        return Classifier(self.num_classes, self.arch.dropout, name="classifier")(h, train=train)
+
+
+def create_model(arch: Arch, layout: Layout | str, *, streams: int = 4, in_channels: int = 4,
+                 num_classes: int = 2) -> Network:
+    """The Flax module of a candidate; call as `model.apply(variables, x, train=...)`."""
+    return Network(arch, load_layout(layout), streams=streams, in_channels=in_channels,
+                   num_classes=num_classes)
