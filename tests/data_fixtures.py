@@ -9,6 +9,17 @@ import numpy as np
 
 from jaxcp.skeleton import Layout
 
+TINY = Layout(
+    name="tiny",
+    joints=("head", "thorax", "pelvis"),
+    edges=((0, 1), (1, 2)),
+    center=1,
+    parents=(1, 1, 1),
+    parts=(("body", (0, 1, 2)),),
+    thorax=(1,),
+    pelvis=(2,),
+)
+
 
 def infant_coords(layout: Layout, num_frames: int, seed: int = 0) -> np.ndarray:
     """(T, V, 2) float32 plausible image coordinates (y down): a fixed body plus slow wiggles and noise.

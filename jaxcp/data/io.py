@@ -95,7 +95,8 @@ def read_csv_recording(
     fps = check_fps(fps)
     header, body = _split_header(_read_text(path), path)
     frame_col, xy_cols, conf_cols = _match_columns(header, layout, path)
-    table = _parse_numbers(body, header, path)
+    used = sorted({frame_col, *xy_cols.ravel().tolist(), *(c for c in conf_cols if c >= 0)})
+    table = _parse_numbers(body, header, used, path)
     frames = _frame_index(table[:, frame_col], path)
     points = table[:, xy_cols.ravel()].reshape(len(table), layout.num_joints, 2)
     points = _mask_points(points, table, conf_cols, confidence_threshold)
@@ -115,11 +116,11 @@ def _read_text(path: Path) -> str:
 
 
 def _split_header(text: str, path: Path) -> tuple[list[str], str]:
-    if not text.strip():
+    if not text or text.isspace():  # isspace stops at the first other character; strip would copy
         raise InputError(f"{path}: empty file")
-    first, _, body = text.lstrip("\n").partition("\n")
+    first, _, body = (text.lstrip() if text[0].isspace() else text).partition("\n")
     header = [name.strip().lower() for name in next(csv.reader([first]))]
-    if not body.strip():
+    if not body or body.isspace():
         raise InputError(f"{path}: no data rows below the header")
     return header, body
 
@@ -160,34 +161,35 @@ def _fill_empty_cells(body: str) -> str:
     return body
 
 
-def _parse_numbers(body: str, header: list[str], path: Path) -> np.ndarray:
-    """(rows, columns) float64 table of the CSV body; one line naming the first bad cell on failure.
+def _parse_numbers(body: str, header: list[str], used: list[int], path: Path) -> np.ndarray:
+    """(rows, columns) float64 table of the CSV body, NaN in the unused columns.
 
-    numpy's C parser reads the body as it is; only when that fails (empty cells, or bad input) are empty
-    cells rewritten as `nan` and the body parsed again, and only when that fails too is the bad cell
-    searched for line by line.
+    numpy's C parser reads the used columns of the body as it is; only when that fails (empty cells, or
+    bad input) are empty cells rewritten as `nan` and the body parsed again, and only when that fails too
+    is the bad cell searched for line by line, to name it in one line.
     """
     try:
-        table = _loadtxt(body)
+        values = _loadtxt(body, used)
     except ValueError:
         try:
-            table = _loadtxt(_fill_empty_cells(body))
+            values = _loadtxt(_fill_empty_cells(body), used)
         except ValueError as error:
-            _raise_bad_cell(body, header, path)
+            _raise_bad_cell(body, header, used, path)
             raise InputError(f"{path}: cannot parse numbers ({' '.join(str(error).split())})") from None
-    if table.shape[1] != len(header):
-        raise InputError(f"{path}: rows have {table.shape[1]} cells but the header names {len(header)}")
-    if np.isinf(table).any():
-        row, col = np.argwhere(np.isinf(table))[0]
-        raise InputError(f"{path}: infinite value in column {header[col]!r} (data row {row + 1})")
+    if np.isinf(values).any():
+        row, col = np.argwhere(np.isinf(values))[0]
+        raise InputError(f"{path}: infinite value in column {header[used[col]]!r} (data row {row + 1})")
+    table = np.full((values.shape[0], len(header)), np.nan)
+    table[:, used] = values
     return table
 
 
-def _loadtxt(body: str) -> np.ndarray:
-    return np.loadtxt(body.splitlines(), delimiter=",", quotechar='"', ndmin=2, dtype=np.float64)
+def _loadtxt(body: str, used: list[int]) -> np.ndarray:
+    lines = body.splitlines()
+    return np.loadtxt(lines, delimiter=",", quotechar='"', ndmin=2, dtype=np.float64, usecols=used)
 
 
-def _raise_bad_cell(body: str, header: list[str], path: Path) -> None:
+def _raise_bad_cell(body: str, header: list[str], used: list[int], path: Path) -> None:
     """Slow path after a parse error: find the offending line and cell, and raise about it."""
     for number, line in enumerate(body.split("\n"), start=2):
         if not line.strip():
@@ -195,14 +197,14 @@ def _raise_bad_cell(body: str, header: list[str], path: Path) -> None:
         cells = line.split(",")
         if len(cells) != len(header):
             raise InputError(f"{path}: line {number} has {len(cells)} cells, the header has {len(header)}")
-        for name, cell in zip(header, cells, strict=True):
-            text = cell.strip().strip('"').strip()
+        for col in used:
+            text = cells[col].strip().strip('"').strip()
             if not text:
                 continue
             try:
                 float(text)
             except ValueError:
-                where = f"line {number}, column {name!r}"
+                where = f"line {number}, column {header[col]!r}"
                 raise InputError(f"{path}: non-numeric value {text!r} at {where}") from None
 
 
