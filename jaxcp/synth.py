@@ -315,7 +315,7 @@ def simulate_body(rng: np.random.Generator, layout: Layout, *, label: int, num_f
     """One infant's noise-free poses in its body frame.
 
     Returns:
-      poses (T, V, 2) float64 in trunk lengths, y up; latent dict (poverty weight, asymmetry, bone lengths).
+      poses (T, V, 2) float64 in trunk lengths, y up; latent {"poverty_weight": w, "asymmetric": bool}.
     """
     model = body_model(layout)
     weight = poverty_weight(rng, label, difficulty)
