@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import multiprocessing
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +35,10 @@ from jaxcp.data.preprocess import GapReport, PreprocessConfig, TooIncomplete, pr
 from jaxcp.data.splits import SplitConfig, stratified_folds, stratified_split
 from jaxcp.errors import InputError, exit_with
 from jaxcp.skeleton import Layout, layout_to_dict, load_layout
+
+MAX_WORKERS = 8
+MIN_ITEMS_PER_WORKER = 4  # a worker process costs about 0.5 s to start: give each enough to do
+MIN_BYTES_PER_WORKER = 8 * 2**20  # about 4 three-minute 29-joint CSVs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,24 +90,45 @@ def check_out_dir(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: exists, is not empty and holds no {MANIFEST}; refusing to replace it")
 
 
-def process_one(key: str, path: Path, label: int, layout: Layout, fps: float, config: PrepareConfig,
-                warn: Callable[[str], None]) -> tuple[Processed | None, dict | None]:
-    """Read and preprocess one recording: (Processed, None), or (None, skip record) after a warning."""
+def process_one(item: tuple[str, Path, int], layout: Layout, fps: float,
+                config: PrepareConfig) -> Processed | dict:
+    """Read and preprocess one (id, file, label): a `Processed`, or a skip record (a dict).
+
+    Bad input raises InputError. Pure apart from reading the file, so it can run in worker processes.
+    """
+    key, path, label = item
     threshold = config.confidence_threshold
     recording = read_recording(path, layout, fps, label=label, confidence_threshold=threshold)
     try:
         coords, report = preprocess_recording(recording, layout, config.preprocess)
     except TooIncomplete as error:
-        warn(f"{error}; skipped")
-        return None, {"id": key, "source": str(path), "reason": "too incomplete"}
+        return {"id": key, "source": str(path), "reason": "too incomplete", "message": f"{error}; skipped"}
     if coords.shape[0] < config.window:
         message = (f"{path}: {coords.shape[0]} frames at {config.preprocess.target_fps:g} Hz, shorter than a "
                    f"window of {config.window} frames")
         if config.short == "error":
             raise InputError(message + " (--set short=skip leaves such recordings out)")
-        warn(message + "; skipped")
-        return None, {"id": key, "source": str(path), "reason": "shorter than a window"}
-    return Processed(key, label, str(path), coords, report), None
+        reason = "shorter than a window"
+        return {"id": key, "source": str(path), "reason": reason, "message": f"{message}; skipped"}
+    return Processed(key, label, str(path), coords, report)
+
+
+def process_all(items: Sequence[tuple[str, Path, int]], layout: Layout, fps: float, config: PrepareConfig,
+                workers: int = 1) -> list[Processed | dict]:
+    """`process_one` over all items, in order; in up to `workers` processes when there is enough to read.
+
+    The first bad input (in item order) is raised, whatever the number of workers.
+    """
+    job = functools.partial(process_one, layout=layout, fps=fps, config=config)
+    size = sum(path.stat().st_size for _, path, _ in items)
+    workers = min(workers, len(items) // MIN_ITEMS_PER_WORKER, size // max(MIN_BYTES_PER_WORKER, 1))
+    if workers <= 1:
+        return [job(item) for item in items]
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return list(pool.map(job, items, chunksize=max(1, len(items) // (8 * workers))))
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def assign(infants: Sequence[Processed], config: SplitConfig) -> dict[str, tuple[str, int]]:
@@ -152,8 +180,12 @@ def _use_umask(directory: Path) -> None:
 
 
 def prepare(raw_dir: str | Path, out_dir: str | Path, *, layout: Layout, fps: float = DEFAULT_FPS,
-            config: PrepareConfig = PrepareConfig(), warn: Callable[[str], None] = print) -> Manifest:
-    """Read, preprocess, split and write RAW_DIR into OUT_DIR; returns the manifest written."""
+            config: PrepareConfig = PrepareConfig(), warn: Callable[[str], None] = print,
+            workers: int = 1) -> Manifest:
+    """Read, preprocess, split and write RAW_DIR into OUT_DIR; returns the manifest written.
+
+    Skipped recordings are reported through `warn`; `workers` processes read and preprocess.
+    """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     fps = check_fps(fps)
     check_out_dir(out_dir)
@@ -163,10 +195,12 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, *, layout: Layout, fps: fl
         warn(f"{path}: id {key!r} has no outcome in {outcomes_path}; skipped")
         skipped.append({"id": key, "source": str(path), "reason": "no outcome"})
     infants = []
-    for key, path, label in labelled:
-        done, skip = process_one(key, path, label, layout, fps, config, warn)
-        infants += [done] if done else []
-        skipped += [skip] if skip else []
+    for result in process_all(labelled, layout, fps, config, workers):
+        if isinstance(result, Processed):
+            infants.append(result)
+        else:
+            warn(result.pop("message"))
+            skipped.append(result)
     if not infants:
         raise InputError(f"{raw_dir}: no usable recordings")
     settings = {"raw_dir": str(raw_dir), "raw_fps": fps, "outcomes": str(outcomes_path), **to_dict(config)}
@@ -206,9 +240,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--layout", default=None, help="built-in layout name or layout YAML (in-motion-29)")
     parser.add_argument("--fps", default=str(DEFAULT_FPS), help="frame rate of the raw recordings (30)")
     parser.add_argument("--config", default=None, help="YAML file with the settings below")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"processes reading the recordings (default: CPU count, at most {MAX_WORKERS})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="a setting, e.g. preprocess.trunk_multiple=4 or split.seed=7 (repeatable)")
     return parser.parse_args(argv)
+
+
+def print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         fps = check_fps(args.fps)
         config = build_config(args.config, args.overrides)
         layout = load_layout(args.layout)
+        workers = min(os.cpu_count() or 1, MAX_WORKERS) if args.workers is None else args.workers
         manifest = prepare(args.raw_dir, args.out_dir, layout=layout, fps=fps, config=config,
-                           warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+                           warn=print_warning, workers=workers)
     except InputError as error:
         exit_with(error)
     print(format_summary(manifest, args.out_dir, time.perf_counter() - start))

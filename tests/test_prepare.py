@@ -236,3 +236,23 @@ def test_manifest_is_plain_json(tmp_path, raw, tiny_layout):
     run(raw, tmp_path / "out", tiny_layout)
     data = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert data["infants"][0].keys() >= {"id", "label", "split", "fold", "length", "missing_fraction"}
+
+
+def test_prepare_in_worker_processes_gives_the_same_dataset(tmp_path, tiny_layout, capsys, monkeypatch):
+    monkeypatch.setattr("jaxcp.prepare.MIN_BYTES_PER_WORKER", 0)  # small files: use the workers anyway
+    labels = {f"{k:02d}": int(k % 3 == 0) for k in range(16)}
+    raw = make_raw_dir(tmp_path / "raw", TINY, labels, num_frames=160)
+    write_csv(raw / "orgcoords_04.csv", TINY, infant_coords(TINY, 100))  # too short: skipped
+    assert run(raw, tmp_path / "one", tiny_layout, "--workers", "1", "--set", "short=skip") == 0
+    assert run(raw, tmp_path / "two", tiny_layout, "--workers", "2", "--set", "short=skip") == 0
+    for name in ("train_coords.npy", "val_ids.npy", "test_labels.npy"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    assert read_manifest(tmp_path / "two").skipped == read_manifest(tmp_path / "one").skipped
+    capsys.readouterr()
+    (raw / "orgcoords_09.csv").write_text("")  # bad input in a worker: the same one line, exit 2
+    (raw / "orgcoords_12.csv").write_text("frame\n1\n")
+    with pytest.raises(SystemExit) as info:
+        run(raw, tmp_path / "two", tiny_layout, "--workers", "2")
+    assert info.value.code == 2
+    err = capsys.readouterr().err  # the first bad file in id order, as without workers
+    assert err.count("\n") == 1 and "orgcoords_04.csv: 100 frames at 30 Hz, shorter than a window" in err

@@ -150,43 +150,42 @@ def _shown(names: list[str], limit: int = 5) -> str:
     return ", ".join(repr(n) for n in names[:limit]) + more
 
 
-def _fill_empty_cells(body: str) -> str:
-    """Write `nan` into empty cells so that the fast parser accepts them."""
-    body = body.replace(",,", ",nan,").replace(",,", ",nan,")  # twice: runs of commas overlap
-    body = body.replace(",\n", ",nan\n").replace("\n,", "\nnan,")
-    if body.startswith(","):
-        body = "nan" + body
-    if body.endswith(","):
-        body += "nan"
-    return body
+def _fill_empty_cells(line: str) -> str:
+    """One CSV line with `nan` written into its empty cells."""
+    line = line.replace(",,", ",nan,").replace(",,", ",nan,")  # twice: runs of commas overlap
+    if line.startswith(","):
+        line = "nan" + line
+    if line.endswith(","):
+        line += "nan"
+    return line
+
+
+def _lines_for_parser(body: str) -> list[str]:
+    """The body's lines, empty cells as `nan` (only lines holding an empty cell are rewritten)."""
+    return [
+        _fill_empty_cells(line) if (",," in line or line[:1] == "," or line[-1:] == ",") else line
+        for line in body.splitlines()
+    ]
 
 
 def _parse_numbers(body: str, header: list[str], used: list[int], path: Path) -> np.ndarray:
     """(rows, columns) float64 table of the CSV body, NaN in the unused columns.
 
-    numpy's C parser reads the used columns of the body as it is; only when that fails (empty cells, or
-    bad input) are empty cells rewritten as `nan` and the body parsed again, and only when that fails too
-    is the bad cell searched for line by line, to name it in one line.
+    numpy's C parser reads the used columns in one pass; when it fails, the bad cell is searched for
+    line by line, to name it in one line.
     """
     try:
-        values = _loadtxt(body, used)
-    except ValueError:
-        try:
-            values = _loadtxt(_fill_empty_cells(body), used)
-        except ValueError as error:
-            _raise_bad_cell(body, header, used, path)
-            raise InputError(f"{path}: cannot parse numbers ({' '.join(str(error).split())})") from None
+        values = np.loadtxt(_lines_for_parser(body), delimiter=",", quotechar='"', ndmin=2, dtype=np.float64,
+                            usecols=used)
+    except ValueError as error:
+        _raise_bad_cell(body, header, used, path)
+        raise InputError(f"{path}: cannot parse numbers ({' '.join(str(error).split())})") from None
     if np.isinf(values).any():
         row, col = np.argwhere(np.isinf(values))[0]
         raise InputError(f"{path}: infinite value in column {header[used[col]]!r} (data row {row + 1})")
     table = np.full((values.shape[0], len(header)), np.nan)
     table[:, used] = values
     return table
-
-
-def _loadtxt(body: str, used: list[int]) -> np.ndarray:
-    lines = body.splitlines()
-    return np.loadtxt(lines, delimiter=",", quotechar='"', ndmin=2, dtype=np.float64, usecols=used)
 
 
 def _raise_bad_cell(body: str, header: list[str], used: list[int], path: Path) -> None:
