@@ -48,7 +48,7 @@ def test_csv_hand_made_values(tmp_path):
 def test_csv_columns_in_any_order_any_case_with_extras(tmp_path):
     coords = infant_coords(TINY, 6, seed=1)
     path = write_csv(tmp_path / "orgcoords_a.csv", TINY, coords, order=[2, 0, 1],
-                     extra={"Comment": ["x"] * 6, "time": range(6)})
+                     extra={"Comment": ["x"] * 6, "time": range(6), "comment": [""] * 6})  # may repeat
     text = path.read_text().replace("pelvis_x", "Pelvis_X")
     path.write_text(text)
     rec = read_csv_recording(path, TINY)

@@ -11,6 +11,8 @@ import pytest
 from jaxcp.data.dataset import make_dataset
 from jaxcp.data.windows import (
     TrainPlan,
+    cut_windows,
+    eval_window_index,
     eval_window_starts,
     make_eval_windows,
     sample_train_windows,
@@ -91,6 +93,18 @@ def test_make_eval_windows_short_recordings_error_or_tile():
     np.testing.assert_array_equal(out.owner, [0, 1, 1])
     np.testing.assert_array_equal(out.windows[0, :, 0, 0], [0, 1, 2, 0, 1])  # the recording repeated
     np.testing.assert_array_equal(out.windows[2, :, 0, 0], 1000 + np.arange(3, 8))
+
+
+def test_eval_window_index_and_cut_windows_on_device_equal_the_host_windows():
+    data = encoded([7, 12, 9])
+    owner, starts = eval_window_index(data.lengths, window=5, hop=3, ids=data.ids)
+    host = make_eval_windows(data, window=5, hop=3)
+    np.testing.assert_array_equal(owner, host.owner)
+    np.testing.assert_array_equal(starts, host.starts)
+    device = jax.jit(cut_windows, static_argnames="window")(data.coords, owner, starts, window=5)
+    np.testing.assert_array_equal(np.asarray(device), host.windows)
+    with pytest.raises(InputError, match="infant 'i0'"):
+        eval_window_index(data.lengths, window=8, ids=data.ids)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -127,12 +127,11 @@ def _split_header(text: str, path: Path) -> tuple[list[str], str]:
 
 def _match_columns(header: list[str], layout: Layout, path: Path) -> tuple[int, np.ndarray, list[int]]:
     """Column indices: frame, (V, 2) x/y and a confidence column per joint (-1 when absent)."""
-    seen = set()
-    for name in header:
-        if name in seen:
-            raise InputError(f"{path}: column {name!r} appears twice")
-        seen.add(name)
     position = {name: i for i, name in enumerate(header)}
+    wanted = {"frame"} | {j.lower() + s for j in layout.joints for s in ("_x", "_y", *CONFIDENCE_SUFFIXES)}
+    twice = [name for name in position if name in wanted and header.count(name) > 1]
+    if twice:
+        raise InputError(f"{path}: column {twice[0]!r} appears twice")
     if "frame" not in position:
         raise InputError(f"{path}: no 'frame' column")
     names = [joint.lower() for joint in layout.joints]

@@ -72,24 +72,47 @@ def eval_window_starts(
     return starts.astype(np.int32)
 
 
-def make_eval_windows(
-    dataset: Dataset, window: int = WINDOW, hop: int = HOP, *, tile: bool = False
-) -> EvalWindows:
-    """Cut every infant's evaluation windows out of its recording, in infant order.
-
-    A window past the end of a short recording (with `tile`) reads the recording from its start again.
-    """
+def eval_window_index(
+    lengths: np.ndarray, window: int = WINDOW, hop: int = HOP, *, tile: bool = False, ids=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, starts): (M,) int32 infant index and start of every evaluation window, in infant order."""
     per_infant = []
-    for i, length in enumerate(dataset.lengths):
+    for i, length in enumerate(np.asarray(lengths).tolist()):
         try:
             per_infant.append(eval_window_starts(int(length), window, hop, tile=tile))
         except InputError as error:
-            raise InputError(f"infant {dataset.ids[i]!r}: {error}") from None
-    owner = np.repeat(np.arange(dataset.num_infants, dtype=np.int32), [len(s) for s in per_infant])
+            name = repr(ids[i]) if ids is not None else str(i)
+            raise InputError(f"infant {name}: {error}") from None
+    owner = np.repeat(np.arange(len(per_infant), dtype=np.int32), [len(s) for s in per_infant])
     starts = np.concatenate(per_infant).astype(np.int32) if per_infant else np.zeros(0, np.int32)
+    return owner, starts
+
+
+def make_eval_windows(
+    dataset: Dataset, window: int = WINDOW, hop: int = HOP, *, tile: bool = False
+) -> EvalWindows:
+    """Cut every infant's evaluation windows out of its recording, in infant order (on the host).
+
+    A window past the end of a short recording (with `tile`) reads the recording from its start again.
+    For large sets, `eval_window_index` plus `cut_windows` per batch on device avoids the (M, W, V, 2) copy.
+    """
+    owner, starts = eval_window_index(dataset.lengths, window, hop, tile=tile, ids=dataset.ids)
     frames = (starts[:, None] + np.arange(window)[None, :]) % dataset.lengths[owner][:, None]
     windows = dataset.coords[owner[:, None], frames]
     return EvalWindows(windows.astype(np.float32), owner, starts)
+
+
+def cut_windows(coords: jax.Array, infant: jax.Array, starts: jax.Array, window: int = WINDOW) -> jax.Array:
+    """(M, W, V, 2) windows coords[infant[m], starts[m]:starts[m] + W]; jittable (one gather).
+
+    coords: (N, T, V, 2) tiled sequences; starts must be <= T - W (XLA clamps larger ones).
+    """
+    size = (1, window, *coords.shape[2:])
+
+    def cut(i, start):
+        return jax.lax.dynamic_slice(coords, (i, start, 0, 0), size)[0]
+
+    return jax.vmap(cut)(jnp.asarray(infant, jnp.int32), jnp.asarray(starts, jnp.int32))
 
 
 def train_window_plan(labels: np.ndarray, parts_positive: int = PARTS_POSITIVE,
@@ -136,9 +159,4 @@ def sample_train_windows(key: jax.Array, coords: jax.Array, plan: TrainPlan, win
     if shuffle:
         order = jax.random.permutation(perm_key, infant.shape[0])
         infant, starts = infant[order], starts[order]
-    size = (1, window, *coords.shape[2:])
-
-    def cut(i, start):
-        return jax.lax.dynamic_slice(coords, (i, start, 0, 0), size)[0]
-
-    return jax.vmap(cut)(infant, starts), infant
+    return cut_windows(coords, infant, starts, window), infant
