@@ -179,15 +179,29 @@ def _use_umask(directory: Path) -> None:
         path.chmod(0o666 & ~mask)
 
 
-def prepare(raw_dir: str | Path, out_dir: str | Path, *, layout: Layout, fps: float = DEFAULT_FPS,
-            config: PrepareConfig = PrepareConfig(), warn: Callable[[str], None] = print,
-            workers: int = 1) -> Manifest:
+def prepare_dataset(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    layout: Layout | str | None = None,
+    fps: float = DEFAULT_FPS,
+    config: PrepareConfig | None = None,
+    seed: int | None = None,
+    warn: Callable[[str], None] | None = None,
+    workers: int = 1,
+) -> Manifest:
     """Read, preprocess, split and write RAW_DIR into OUT_DIR; returns the manifest written.
 
-    Skipped recordings are reported through `warn`; `workers` processes read and preprocess.
+    layout: a Layout, a built-in name or a YAML file (default in-motion-29); seed, when given, replaces
+    `config.split.seed`. Skipped recordings are reported through `warn` (default: "warning: ..." on
+    stderr); `workers` processes read and preprocess a large cohort.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    fps = check_fps(fps)
+    layout, fps = load_layout(layout), check_fps(fps)
+    config = config or PrepareConfig()
+    if seed is not None:
+        config = dataclasses.replace(config, split=dataclasses.replace(config.split, seed=seed))
+    warn = warn or print_warning
     check_out_dir(out_dir)
     labelled, unlabelled, outcomes_path = match_outcomes(raw_dir)
     skipped = []
@@ -259,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args.config, args.overrides)
         layout = load_layout(args.layout)
         workers = min(os.cpu_count() or 1, MAX_WORKERS) if args.workers is None else args.workers
-        manifest = prepare(args.raw_dir, args.out_dir, layout=layout, fps=fps, config=config,
-                           warn=print_warning, workers=workers)
+        manifest = prepare_dataset(args.raw_dir, args.out_dir, layout=layout, fps=fps, config=config,
+                                   workers=workers)
     except InputError as error:
         exit_with(error)
     print(format_summary(manifest, args.out_dir, time.perf_counter() - start))

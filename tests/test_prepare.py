@@ -15,7 +15,7 @@ from jaxcp.data.dataset import available_splits, load_dataset, read_manifest
 from jaxcp.data.io import read_csv_recording
 from jaxcp.data.preprocess import PreprocessConfig, preprocess
 from jaxcp.data.splits import stratified_split
-from jaxcp.prepare import main
+from jaxcp.prepare import main, prepare_dataset
 from jaxcp.skeleton import IN_MOTION_29, layout_to_dict
 
 LABELS = {f"{k:02d}": int(k % 4 == 0) for k in range(12)}  # 3 CP, 9 non-CP
@@ -256,3 +256,14 @@ def test_prepare_in_worker_processes_gives_the_same_dataset(tmp_path, tiny_layou
     assert info.value.code == 2
     err = capsys.readouterr().err  # the first bad file in id order, as without workers
     assert err.count("\n") == 1 and "orgcoords_04.csv: 100 frames at 30 Hz, shorter than a window" in err
+
+
+def test_prepare_dataset_library_call(tmp_path, raw):
+    warnings = []
+    write_csv(raw / "orgcoords_zz.csv", TINY, infant_coords(TINY, 200))  # no outcome
+    manifest = prepare_dataset(raw, tmp_path / "out", layout=TINY, seed=11, warn=warnings.append)
+    assert manifest.settings["split"]["seed"] == 11
+    assert read_manifest(tmp_path / "out").settings == manifest.settings
+    assert len(warnings) == 1 and "'zz' has no outcome" in warnings[0]
+    expected = stratified_split(list(LABELS), list(LABELS.values()), seed=11)
+    assert tuple(sorted(e.id for e in manifest.infants if e.split == "val")) == expected["val"]
