@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from jaxcp.atomic import commit_dir, fresh_dir
-from jaxcp.config import apply_overrides, from_dict, load_yaml, to_dict
+from jaxcp.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from jaxcp.data.dataset import MANIFEST, InfantEntry, Manifest, new_manifest, write_manifest, write_split
 from jaxcp.data.io import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_FPS, check_fps, match_outcomes, read_recording
 from jaxcp.data.preprocess import GapReport, PreprocessConfig, TooIncomplete, preprocess_recording
@@ -248,7 +248,14 @@ def format_summary(manifest: Manifest, out_dir: str | Path, seconds: float) -> s
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="jaxcp prepare", description=__doc__.splitlines()[0])
+    settings = "\n".join(f"  {line}" for line in dump_yaml(PrepareConfig()).splitlines())
+    parser = argparse.ArgumentParser(
+        prog="jaxcp prepare",
+        description="Turn raw recordings (orgcoords_<id>.csv or <id>.npy, and outcomes.csv) into a "
+        "processed, split dataset.",
+        epilog=f"settings (--set key=value, or a --config YAML file) and their defaults:\n{settings}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("raw_dir", help="folder of orgcoords_<id>.csv / <id>.npy files and outcomes.csv")
     parser.add_argument("out_dir", help="processed dataset to write (replaced atomically if it is one)")
     parser.add_argument("--layout", default=None, help="built-in layout name or layout YAML (in-motion-29)")

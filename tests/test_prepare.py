@@ -160,6 +160,8 @@ def _corrupt(raw, tmp_path, case):
         "inconsistent layout": lambda: (["--layout", str(_write(tmp_path / "l.yaml", _no_part_for_pelvis()))],
                                         "l.yaml: layout 'tiny': joint 'pelvis' is in no part"),
         "unknown layout": lambda: (["--layout", "nothing"], "nothing: not a built-in layout"),
+        "unreadable layout": lambda: (["--layout", str(_write_bytes(tmp_path / "l.yaml", b"\xff\xfe"))],
+                                      "l.yaml: cannot read layout"),
         "unknown setting": lambda: (["--set", "preprocess.smooth=1"], "unknown key 'smooth'"),
         "bad setting": lambda: (["--set", "preprocess.median_window=4"],
                                 "preprocess.median_window: must be an odd number"),
@@ -182,6 +184,11 @@ def _no_part_for_pelvis():
     return yaml.safe_dump(spec)
 
 
+def _write_bytes(path, data):
+    path.write_bytes(data)
+    return path
+
+
 def _write(path, text):
     path.write_text(text)
     return path
@@ -191,7 +198,8 @@ BAD_INPUTS = [
     "empty file", "no frame column", "missing joint columns", "non-numeric cell", "joint missing everywhere",
     "shorter than a window", "duplicate ids", "duplicate outcome", "outcome not 0 or 1",
     "outcome without recording", "npy of wrong shape", "fps zero", "fps negative", "malformed layout",
-    "inconsistent layout", "unknown layout", "unknown setting", "bad setting", "no outcomes file",
+    "inconsistent layout", "unknown layout", "unreadable layout", "unknown setting", "bad setting",
+    "no outcomes file",
 ]
 
 
