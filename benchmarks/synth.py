@@ -66,7 +66,8 @@ def time_cohort(infants: int, minutes: float, fps: float, workers: int) -> tuple
 
 def environment() -> dict:
     return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
-            "python": sys.version.split()[0], "numpy": np.__version__, "jaxcp": __version__}
+            "python": sys.version.split()[0], "numpy": np.__version__, "jaxcp": __version__,
+            "load_average": os.getloadavg()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-infants", type=int, default=5, help="infants timed stage by stage")
     parser.add_argument("--out", type=Path, default=RESULTS / "synth.json")
     args = parser.parse_args(argv)
+    env = environment()  # before the run: the load average is other processes' load
     stages = stage_times(args.stage_infants, args.minutes, args.fps)
     seconds, size = time_cohort(args.infants, args.minutes, args.fps, args.workers)
     print(f"{'stage (one core, per infant of ' + f'{args.minutes:g} min)':44s} {'ms':>8s}")
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngenerate_cohort: {args.infants} infants x {args.minutes:g} min at {args.fps:g} fps, "
           f"{args.workers} workers: {seconds:.1f} s ({args.infants / seconds:.1f} infants/s, "
           f"{size / 1e6:.0f} MB, {size / 1e6 / seconds:.0f} MB/s)")
-    result = {"benchmark": "synth", "environment": environment(),
+    print(f"{env['cpu_count']} CPUs, load average before the run {env['load_average'][0]:.2f}")
+    result = {"benchmark": "synth", "environment": env,
               "settings": {**vars(args), "out": str(args.out)},
               "results": {"seconds": seconds, "bytes": size, "infants_per_s": args.infants / seconds,
                           "stage_ms_per_infant": {k: 1000 * v for k, v in stages.items()}}}

@@ -351,9 +351,9 @@ def camera_view(rng: np.random.Generator, poses: np.ndarray, model: BodyModel, f
     num_frames, num_joints, _ = poses.shape
     is_end = np.array([d >= 0 and model.dof_role[d] == "end" for d in model.dof])
     sigma = rng.uniform(0.006, 0.015) * np.where(is_end, 2.0, 1.0)
-    noisy = poses + sigma[None, :, None] * rng.standard_normal(poses.shape)
-    outlier = rng.random((num_frames, num_joints)) < 3e-4
-    noisy += outlier[..., None] * rng.normal(0.0, 0.25, poses.shape)
+    noisy = poses + sigma[None, :, None] * rng.standard_normal(poses.shape, np.float32)
+    outlier = np.nonzero(rng.random((num_frames, num_joints)) < 3e-4)
+    noisy[outlier] += rng.normal(0.0, 0.25, (len(outlier[0]), 2))
     scale = rng.uniform(0.14, 0.22)
     angle = rng.normal(0.0, 0.15)
     c, s = np.cos(angle), np.sin(angle)
@@ -387,7 +387,15 @@ def simulate_infant(rng: np.random.Generator, layout: Layout, *, label: int, num
 # --------------------------------------------------------------------------------------------------------
 # Writing the raw format
 
-_FOUR_DIGITS = (np.arange(10000)[:, None] // np.array([1000, 100, 10, 1]) % 10 + 48).astype(np.uint8)
+def _cell_table() -> np.ndarray:
+    """(10000,) uint64: the bytes ",0.dddd" plus one padding byte for every 4-decimal value in [0, 1)."""
+    table = np.zeros((10000, 8), np.uint8)
+    table[:, :3] = np.frombuffer(b",0.", np.uint8)
+    table[:, 3:7] = np.arange(10000)[:, None] // np.array([1000, 100, 10, 1]) % 10 + 48
+    return table.view(np.uint64).ravel()
+
+
+_CELLS = _cell_table()
 
 
 def csv_header(layout: Layout) -> str:
@@ -403,18 +411,17 @@ def format_csv(layout: Layout, coords: np.ndarray) -> bytes:
     num_frames = coords.shape[0]
     values = coords.reshape(num_frames, -1)
     missing = np.isnan(values)
-    fixed = np.rint(np.clip(np.nan_to_num(values), 0.0, 0.9999) * 10000).astype(np.int32)
+    fixed = np.rint(np.clip(np.nan_to_num(values), 0.0, 0.9999) * 10000).astype(np.intp)
     width = len(str(num_frames))
     frame = np.arange(1, num_frames + 1)
-    frame_digits = (frame[:, None] // 10 ** np.arange(width - 1, -1, -1)) % 10 + 48
-    cells = np.empty(values.shape + (7,), np.uint8)
-    cells[..., 0:3] = np.frombuffer(b",0.", np.uint8)
-    cells[..., 3:] = _FOUR_DIGITS[fixed]
-    rows = np.concatenate([frame_digits.astype(np.uint8), cells.reshape(num_frames, -1),
-                           np.full((num_frames, 1), 10, np.uint8)], axis=1)
+    frame_digits = ((frame[:, None] // 10 ** np.arange(width - 1, -1, -1)) % 10 + 48).astype(np.uint8)
+    cells = _CELLS[fixed].view(np.uint8).reshape(num_frames, -1)  # (T, 2V * 8)
+    rows = np.concatenate([frame_digits, cells, np.full((num_frames, 1), 10, np.uint8)], axis=1)
     keep = np.ones(rows.shape, bool)
     keep[:, : width - 1] = frame[:, None] >= 10 ** np.arange(width - 1, 0, -1)  # leading zeros
-    keep[:, width:-1].reshape(num_frames, -1, 7)[..., 1:] = ~missing[..., None]
+    keep_cells = keep[:, width:-1].reshape(num_frames, -1, 8)
+    keep_cells[..., 1:7] = ~missing[..., None]  # an empty cell keeps only its comma
+    keep_cells[..., 7] = False  # padding
     return csv_header(layout).encode() + rows[keep].tobytes()
 
 
