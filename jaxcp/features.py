@@ -6,7 +6,8 @@ From a window of (x, y) keypoints, each stream has 4 channels:
 - V (velocity): one-step differences p[t+1] - p[t], and two-step differences (p[t+2] - p[t]) / 2, for
   t < T - 2; the last two frames are 0.
 - B (bone): the bone vector b = p[v] - p[parent(v)], and its two direction angles arccos(b_x / L),
-  arccos(b_y / L) with L = |b| + 1e-4 (the bone length itself is not a channel; the root's angles are pi/2).
+  arccos(b_y / L) with L = |b| + 1e-4 (the bone length itself is not a channel; the root's angles are pi/2;
+  arccos is evaluated as a polynomial, see `arccos`).
 - A (acceleration): the same differences as V, applied to the velocity low-passed by a zero-phase
   Butterworth filter (scipy `sosfiltfilt`, order 8, cutoff 0.5 x Nyquist, odd padding), filtered with its
   two trailing zero frames, as AutoCP does.
@@ -33,6 +34,9 @@ from jaxcp.skeleton import Layout
 STREAM_ORDER = "JVBA"
 CHANNELS_PER_STREAM = 4
 BONE_EPS = 1e-4
+# arccos(a) = sqrt(1 - a) * poly(a) on [0, 1], |error| <= 2e-8 (Abramowitz & Stegun 4.4.46)
+_ACOS_COEFFS = (1.5707963050, -0.2145988016, 0.0889789874, -0.0501743046, 0.0308918810, -0.0170881256,
+                0.0066700901, -0.0012624911)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +114,24 @@ def velocity_stream(x: jax.Array) -> jax.Array:
     return frame_differences(x, x)
 
 
+def arccos(r: jax.Array) -> jax.Array:
+    """arccos of r in [-1, 1] as sqrt(1 - |r|) times a degree-7 polynomial (float32 error below 5e-7).
+
+    On XLA:CPU this is about 40 times faster than `jnp.arccos`, which dominated the feature computation.
+    """
+    a = jnp.abs(r)
+    poly = jnp.full_like(a, _ACOS_COEFFS[-1])
+    for c in _ACOS_COEFFS[-2::-1]:
+        poly = poly * a + c
+    y = jnp.sqrt(jnp.maximum(1.0 - a, 0.0)) * poly
+    return jnp.where(r < 0, np.pi - y, y)
+
+
 def bone_stream(x: jax.Array, parents: tuple[int, ...]) -> jax.Array:
     """(..., T, V, 2) -> (..., T, V, 4): bone vectors to the parent joint and their direction angles."""
     bone = x - x[..., np.asarray(parents), :]
     length = jnp.sqrt(jnp.sum(bone**2, axis=-1, keepdims=True)) + BONE_EPS
-    return jnp.concatenate([bone, jnp.arccos(bone / length)], axis=-1)
+    return jnp.concatenate([bone, arccos(bone / length)], axis=-1)
 
 
 def acceleration_stream(velocity: jax.Array, config: FeatureConfig) -> jax.Array:

@@ -8,7 +8,7 @@ import pytest
 import scipy.signal
 
 from jaxcp.errors import InputError
-from jaxcp.features import FeatureConfig, butterworth_operator, compute_features
+from jaxcp.features import FeatureConfig, arccos, butterworth_operator, compute_features
 from jaxcp.skeleton import COCO_17, IN_MOTION_29
 
 
@@ -111,6 +111,11 @@ def test_features_by_hand():
     # constant velocity: no acceleration except near the trailing zeros, which the filter smears
     np.testing.assert_allclose(f[3, :100], 0.0, atol=1e-6)
     assert np.abs(f[3, 130:148, :, 0]).max() > 1e-3
+
+
+def test_arccos():
+    r = np.concatenate([np.linspace(-1, 1, 200001), [-1.0, -0.99999, 0.0, 0.99999, 1.0]]).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(arccos(r)), np.arccos(r.astype(np.float64)), atol=6e-7, rtol=0)
 
 
 def test_jit_vmap_and_no_retrace():
