@@ -1,0 +1,197 @@
+"""Compiled student programs: initialise, train one epoch, predict; all vmapped over students.
+
+For one architecture and batch size, `get_programs(spec)` returns three jitted functions whose leading
+axis is the student axis S (several seeds / learning rates / optimizers of ONE architecture at once):
+
+- `init(keys (S,), hparams (S,)) -> TrainState (S, ...)`
+- `epoch(state, keys (S,), lr_factor, train) -> (state, metrics (S,))`: samples AutoCP's oversampled
+  training windows, augments, featurises and takes one optimizer step per batch inside a `lax.scan`,
+  all on device: one call per epoch, no host round trip per batch.
+- `predict(state, features) -> (S, M)` window probabilities of CP for precomputed evaluation features.
+
+Programs are cached per `ProgramSpec` (architecture, layout, features, augmentation, batch size, window);
+`jax.jit` then compiles once per data shape. Nothing here touches files or clocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcp import optim
+from jaxcp.augment import AugmentConfig, augment
+from jaxcp.data.windows import sample_train_windows
+from jaxcp.features import FeatureConfig, compute_features
+from jaxcp.model import create_model
+from jaxcp.skeleton import Layout
+from jaxcp.space import Arch
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramSpec:
+    """Everything static about a student's compiled programs (the compile-cache key)."""
+
+    arch: Arch
+    layout: Layout
+    features: FeatureConfig = FeatureConfig()
+    augment: AugmentConfig | None = AugmentConfig()
+    batch_size: int = 32
+    window: int = 150
+    eval_batch: int = 256
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    batch_stats: Any
+    opt_state: optim.StudentOptState
+    base_lr: jax.Array
+    step: jax.Array
+
+
+@flax.struct.dataclass
+class TrainData:
+    """Training split on device: tiled coordinates, labels and the static oversampling plan."""
+
+    coords: jax.Array  # (N, T_max, V, 2)
+    labels: jax.Array  # (N,) int32
+    plan: Any  # from jaxcp.data.windows.train_window_plan
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    init: Any
+    epoch: Any
+    predict: Any
+    model: nn.Module
+
+
+def input_shape(spec: ProgramSpec, batch: int) -> tuple[int, ...]:
+    return (batch, spec.features.num_streams, spec.window, spec.layout.num_joints, 4)
+
+
+def make_model(spec: ProgramSpec) -> nn.Module:
+    return create_model(spec.arch, spec.layout, streams=spec.features.num_streams, in_channels=4)
+
+
+def _init_one(spec: ProgramSpec, model: nn.Module, key, hparams: optim.StudentHParams) -> TrainState:
+    x = jnp.zeros(input_shape(spec, 2), jnp.float32)
+    variables = model.init({"params": key, "dropout": key}, x, train=False)
+    params = variables["params"]
+    tx = optim.student_optimizer()
+    opt_state = optim.with_hparams(tx.init(params), hparams)
+    return TrainState(
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=opt_state,
+        base_lr=hparams.lr,
+        step=jnp.zeros([], jnp.int32),
+    )
+
+
+def _loss_fn(model, params, batch_stats, x, y, key):
+    logits, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats},
+        x,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": key},
+    )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    correct = (jnp.argmax(logits, -1) == y).mean()
+    return loss, (updates["batch_stats"], correct)
+
+
+def _epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key, lr_factor, data: TrainData):
+    """One epoch for one student: sample, batch, and scan over (augment, featurise, step)."""
+    tx = optim.student_optimizer()
+    k_sample, k_steps = jax.random.split(key)
+    windows, infant = sample_train_windows(k_sample, data.coords, data.plan, window=spec.window)
+    labels = data.labels[infant]
+    num_batches = windows.shape[0] // spec.batch_size
+    used = num_batches * spec.batch_size
+    windows = windows[:used].reshape(num_batches, spec.batch_size, *windows.shape[1:])
+    labels = labels[:used].reshape(num_batches, spec.batch_size)
+    step_keys = jax.random.split(k_steps, num_batches)
+    hp = state.opt_state.hparams._replace(lr=state.base_lr * lr_factor)
+    state = state.replace(opt_state=optim.with_hparams(state.opt_state, hp))
+
+    def step(state: TrainState, xs):
+        batch, y, k = xs
+        k_aug, k_drop = jax.random.split(k)
+        if spec.augment is not None:
+            batch = augment(k_aug, batch, spec.augment)
+        x = compute_features(batch, spec.layout, spec.features)
+        grad_fn = jax.value_and_grad(functools.partial(_loss_fn, model), has_aux=True)
+        (loss, (batch_stats, correct)), grads = grad_fn(state.params, state.batch_stats, x, y, k_drop)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state, step=state.step + 1)
+        return new, (loss, correct)
+
+    state, (losses, correct) = jax.lax.scan(step, state, (windows, labels, step_keys))
+    return state, {"loss": losses.mean(), "accuracy": correct.mean(), "max_loss": losses.max()}
+
+
+def _predict_one(spec: ProgramSpec, model: nn.Module, state: TrainState, features):
+    """(M, I, W, V, 4) features -> (M,) P(CP), in chunks of `spec.eval_batch`."""
+    m = features.shape[0]
+    chunk = min(spec.eval_batch, m)
+    pad = (-m) % chunk
+    padded = jnp.concatenate([features, jnp.zeros((pad, *features.shape[1:]), features.dtype)])
+    chunks = padded.reshape(-1, chunk, *features.shape[1:])
+
+    def run(x):
+        logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
+        return jax.nn.softmax(logits, axis=-1)[:, 1]
+
+    return jax.lax.map(run, chunks).reshape(-1)[:m]
+
+
+@functools.lru_cache(maxsize=64)
+def get_programs(spec: ProgramSpec) -> Programs:
+    """The jitted, student-vmapped programs of one spec (cached: one trace per spec and data shape)."""
+    model = make_model(spec)
+    init = jax.jit(jax.vmap(functools.partial(_init_one, spec, model)))
+    epoch = jax.jit(
+        jax.vmap(functools.partial(_epoch_one, spec, model), in_axes=(0, 0, None, None)),
+        donate_argnums=(0,),
+    )
+    predict = jax.jit(jax.vmap(functools.partial(_predict_one, spec, model), in_axes=(0, None)))
+    return Programs(init=init, epoch=epoch, predict=predict, model=model)
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "config", "chunk"))
+def featurise(windows, layout: Layout, config: FeatureConfig, chunk: int = 512):
+    """(M, W, V, 2) evaluation windows -> (M, I, W, V, 4) features, computed once per dataset."""
+    m = windows.shape[0]
+    chunk = min(chunk, m)
+    pad = (-m) % chunk
+    padded = jnp.concatenate([windows, jnp.zeros((pad, *windows.shape[1:]), windows.dtype)])
+    out = jax.lax.map(lambda w: compute_features(w, layout, config), padded.reshape(-1, chunk, *windows.shape[1:]))
+    return out.reshape(-1, *out.shape[2:])[:m]
+
+
+def stack_students(trees: list) -> Any:
+    """Stack per-student pytrees along a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def select_student(tree: Any, index: int) -> Any:
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def where_students(mask, new: Any, old: Any) -> Any:
+    """Per-student select between two stacked pytrees; `mask` is (S,) bool."""
+
+    def pick(a, b):
+        return jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree.map(pick, new, old)
