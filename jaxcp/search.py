@@ -66,6 +66,7 @@ class Search:
         )
         self.ctrl_cfg = ctrl_cfg
         self.checkpoints = SearchCheckpoints(run_dir / "checkpoints")
+        self._counts: dict = {}
         self.fresh_tree = {
             "controller": controller.init(num_choices, ctrl_cfg),
             "replay": replay.init(config.replay.capacity, len(num_choices), config.replay.batch),
@@ -130,13 +131,21 @@ class Search:
                 hparams.append(hp)
                 seeds.append(student_seed(cfg.seed, m["id"], r))
         results = self.exp.train(arch, hparams, seeds, long=False)
-        counts = self.exp.complexity(arch)
+        counts = self._complexity(arch)
         records = []
         for k, m in enumerate(members):
             mine = results[k * cfg.student.seeds : (k + 1) * cfg.student.seeds]
             hp = self.space.decode(tuple(m["actions"]))[1]
             records.append(_student_record(m, iteration, arch, hp, mine, counts))
         return records
+
+    def _complexity(self, arch) -> dict:
+        """Trainable parameters and thop MACs at the paper's 150 frames (traced, no compilation)."""
+        if arch not in self._counts:
+            from jaxcp.complexity import complexity
+
+            self._counts[arch] = complexity(arch, self.exp.layout, frames=150, xla=False)
+        return self._counts[arch]
 
     def _update_controller(self) -> None:
         cfg, it = self.config, self.meta["iteration"]
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config, run_dir = resolve_run(args)
-        space = load_space(config.space)
+        space = load_space(resolve_config_path(config.space, "space"))
         experiment = load_experiment(config, log=print)
     except InputError as error:
         exit_with(error)
