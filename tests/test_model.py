@@ -1,0 +1,471 @@
+"""The candidate network: primitives against lax convolutions and numpy, layers, variants, whole networks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax.core import unfreeze
+
+from jaxcp.model import create_model
+from jaxcp.model.attention import (
+    AttentionLayer,
+    ChannelAttention,
+    FrameAttention,
+    JointAttention,
+    PartAttention,
+    STJointAttention,
+)
+from jaxcp.model.graph import MultiGCNLayer, SpatialGraphConv, SpatialGraphLayer
+from jaxcp.model.network import Block
+from jaxcp.model.ops import (
+    BatchNorm,
+    DepthwiseConv,
+    Pointwise,
+    TemporalConv,
+    batch_norm_train,
+    output_frames,
+)
+from jaxcp.model.plan import block_frames, input_blocks, input_stream_channels, main_blocks
+from jaxcp.model.temporal import TEMPORAL_LAYERS, BasicTemporal, ShuffleTemporal, V3Temporal, channel_shuffle
+from jaxcp.skeleton import COCO_17, IN_MOTION_29
+from jaxcp.space import DEFAULT_SPACE, Arch, load_arch_file, load_space
+
+BEST_FILE = DEFAULT_SPACE.parents[1] / "arch" / "autocp_best.yaml"
+KEY = jax.random.key(0)
+
+
+def rand(shape, seed=0):
+    return jax.random.normal(jax.random.key(seed), shape)
+
+
+def small_arch(**changes) -> Arch:
+    """A small candidate of the space (plus any changes)."""
+    base = dict(init_channels=16, activation="relu", attention="ca", conv="basic", dropout=0.0,
+                multi_gcn=False, expand_ratio=1.0, reduct_ratio=1.0, blocks_in=1, depth_in=1, stride_in=1,
+                scale_in=1.0, temporal_window_in=3, graph_distance_in=1, blocks_main=1, depth_main=1,
+                stride_main=1, scale_main=1.0, temporal_window_main=3, graph_distance_main=1)
+    return Arch(**{**base, **changes})
+
+
+def shapes(tree):
+    return jax.tree.map(lambda a: a.shape, unfreeze(tree))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Primitives equal the convolutions they stand for
+
+def lax_conv(x, kernel_hwio, stride, pad, groups=1):
+    """Reference: NHWC convolution with H = time, W = joints."""
+    return jax.lax.conv_general_dilated(x, kernel_hwio, (stride, 1), ((pad, pad), (0, 0)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=groups,
+                                        precision=jax.lax.Precision.HIGHEST)
+
+
+@pytest.mark.parametrize("window", [3, 5, 7, 9])
+def test_shifted_slice_temporal_conv_equals_lax_conv(window):
+    x = rand((2, 11, 5, 6))
+    for stride in (1, 2, 3):
+        conv = TemporalConv(4, window, stride)
+        params = conv.init(KEY, x)["params"]
+        got = conv.apply({"params": params}, x)
+        kernel = params["kernel"][:, None]  # (k, 1, C_in, C_out)
+        want = lax_conv(x, kernel, stride, (window - 1) // 2) + params["bias"]
+        assert got.shape == (2, -(-11 // stride), 5, 4) == want.shape
+        assert output_frames(11, window, stride) == got.shape[1]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [3, 7])
+def test_depthwise_conv_equals_grouped_lax_conv(window):
+    x = rand((2, 10, 5, 6), 1)
+    for stride in (1, 2, 3):
+        conv = DepthwiseConv(window, stride)
+        params = conv.init(KEY, x)["params"]
+        params = dict(params, bias=rand((6,), 2))
+        got = conv.apply({"params": params}, x)
+        kernel = params["kernel"][:, None, None, :]  # (k, 1, 1, C): HWIO with I = C / groups = 1
+        want = lax_conv(x, kernel, stride, (window - 1) // 2, groups=6) + params["bias"]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_pointwise_strided_and_grouped_equal_lax_conv():
+    x = rand((2, 7, 5, 8), 3)
+    for stride, groups in ((1, 1), (2, 1), (3, 4), (1, 2)):
+        conv = Pointwise(12, stride=stride, groups=groups)
+        params = conv.init(KEY, x)["params"]
+        got = conv.apply({"params": params}, x)
+        k = params["kernel"]
+        if groups > 1:  # (g, C_in / g, C_out / g) -> HWIO (1, 1, C_in / g, C_out)
+            k = jnp.concatenate(list(k), axis=-1)
+        want = lax_conv(x, k[None, None], stride, 0, groups=groups) + params["bias"]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cin, cout", [(4, 8), (8, 4)])  # aggregate-first and conv-first paths
+def test_graph_conv_equals_numpy_reference(cin, cout):
+    x = rand((2, 3, 29, cin), 4)
+    conv = SpatialGraphConv(cout, 3, IN_MOTION_29)
+    params = dict(conv.init(KEY, x)["params"])
+    params["edge_importance"] = 1 + 0.5 * rand(params["edge_importance"].shape, 5)
+    params["bias"] = rand(params["bias"].shape, 6)
+    got = conv.apply({"params": params}, x)
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    graph = IN_MOTION_29.adjacency()[:3] * p["edge_importance"]
+    z = (np.asarray(x, np.float64) @ p["kernel"] + p["bias"]).reshape(2, 3, 29, 3, cout)
+    want = np.einsum("ntvkc,kvw->ntwc", z, graph)  # y[w] = sum_k sum_v z_k[v] (A_k * E_k)[v, w]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_multi_gcn_equals_numpy_reference():
+    c, k, rel = 6, 4, 3
+    x = rand((2, 5, 29, c), 7)
+    layer = MultiGCNLayer(c, IN_MOTION_29, "swish")
+    variables = layer.init(KEY, x, train=False)
+    params = dict(variables["params"])
+    params["alpha"] = jnp.array([0.5, -1.0, 2.0, 0.25])
+    got = layer.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=False)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    xs, a = np.asarray(x, np.float64), IN_MOTION_29.adjacency().astype(np.float64)
+    swish = lambda v: v / (1 + np.exp(-v))  # noqa: E731
+    y = 0
+    for s in range(k):  # one AutoCP MultiscaleSpatialGraphConv per adjacency slice
+        cols, vcols = slice(s * rel, (s + 1) * rel), slice(s * c, (s + 1) * c)
+        x1 = (xs @ p["relation_a_kernel"][:, cols] + p["relation_a_bias"][cols]).mean(axis=1)
+        x2 = (xs @ p["relation_b_kernel"][:, cols] + p["relation_b_bias"][cols]).mean(axis=1)
+        x3 = xs @ p["value"]["kernel"][:, vcols] + p["value"]["bias"][vcols]
+        r = swish(x1[:, :, None, :] - x2[:, None, :, :])  # (N, U, V, rel)
+        adj = (r @ p["relation_kernel"][s] + p["relation_bias"][s]) * p["alpha"][s] + a[s][None, :, :, None]
+        y = y + np.einsum("nuvc,ntvc->ntuc", adj, x3)
+    bn = y / np.sqrt(1 + 1e-5)  # fresh running statistics: mean 0, var 1, scale 1, bias 0
+    np.testing.assert_allclose(got, swish(y) + bn + xs, rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_matches_pytorch_semantics():
+    x = 3 + 2 * rand((4, 5, 3, 2), 8)
+    bn = BatchNorm()
+    variables = bn.init(KEY, x, train=True)
+    assert shapes(variables) == {"params": {"scale": (2,), "bias": (2,)},
+                                 "batch_stats": {"mean": (2,), "var": (2,)}}
+    np.testing.assert_array_equal(variables["batch_stats"]["var"], 1.0)  # not updated by init
+    y, state = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+    xs = np.asarray(x, np.float64).reshape(-1, 2)
+    want = (xs - xs.mean(0)) / np.sqrt(xs.var(0) + 1e-5)
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, 2), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(state["batch_stats"]["mean"], 0.1 * xs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(state["batch_stats"]["var"], 0.9 + 0.1 * xs.var(0, ddof=1), rtol=1e-5)
+    y_eval = bn.apply({**variables, **state}, x, train=False)
+    mean, var = np.asarray(state["batch_stats"]["mean"]), np.asarray(state["batch_stats"]["var"])
+    np.testing.assert_allclose(np.asarray(y_eval).reshape(-1, 2), (xs - mean) / np.sqrt(var + 1e-5),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_gradients_equal_autodiff_of_the_plain_formula():
+    x, scale, bias = 1 + rand((3, 4, 5, 6), 18), 1 + 0.1 * rand((6,), 19), rand((6,), 20)
+    weights = rand((3, 4, 5, 6), 21)
+
+    def plain(x, scale, bias):
+        mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+        return jnp.sum(weights * ((x - mean) / jnp.sqrt(var + 1e-5) * scale + bias) ** 2)
+
+    def custom(x, scale, bias):
+        return jnp.sum(weights * batch_norm_train(x, scale, bias, 1e-5)[0] ** 2)
+
+    chex.assert_trees_all_close(jax.grad(custom, (0, 1, 2))(x, scale, bias),
+                                jax.grad(plain, (0, 1, 2))(x, scale, bias), rtol=1e-4, atol=1e-4)
+
+
+def test_initialisation_follows_autocp():
+    x = jnp.zeros((1, 4, 3, 256))
+    params = Pointwise(512).init(KEY, x)["params"]
+    assert np.std(params["kernel"]) == pytest.approx(np.sqrt(2 / 512), rel=0.02)  # fan_out = C_out
+    np.testing.assert_array_equal(params["bias"], 0)
+    params = TemporalConv(256, 7).init(KEY, x)["params"]
+    assert np.std(params["kernel"]) == pytest.approx(np.sqrt(2 / (7 * 256)), rel=0.02)
+    params = DepthwiseConv(7).init(KEY, x)["params"]
+    assert np.std(params["kernel"]) == pytest.approx(np.sqrt(2 / (7 * 256)), rel=0.1)  # C x k
+    params = Pointwise(512, init_std=0.001).init(KEY, x)["params"]
+    assert np.std(params["kernel"]) == pytest.approx(0.001, rel=0.02)
+    params = SpatialGraphConv(8, 2, COCO_17).init(KEY, jnp.zeros((1, 2, 17, 4)))["params"]
+    np.testing.assert_array_equal(params["edge_importance"], 1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Layers
+
+def test_activation_is_applied_before_the_residual_add():
+    """AutoCP's order act(BN(f(x))) + x: with relu the output minus the input is never negative."""
+    x = rand((2, 6, 29, 8), 9)
+    for layer in (BasicTemporal(3), SpatialGraphLayer(8, 1, IN_MOTION_29, "relu"),
+                  AttentionLayer("ca", "relu", 1.0, IN_MOTION_29)):
+        y = layer.apply(layer.init(KEY, x, train=False), x, train=False)
+        assert float(jnp.min(y - x)) >= 0.0
+        assert float(jnp.min(y)) < 0.0  # act(BN(f(x)) + x) would be non-negative
+
+
+def test_frame_attention_is_an_unbounded_gate_without_sigmoid():
+    x = rand((2, 12, 29, 8), 10)
+    fa = FrameAttention()
+    params = fa.init(KEY, x, train=False)["params"]
+    att = fa.apply({"params": params}, x, train=False)
+    assert att.shape == (2, 12, 1, 1)
+    stats = jnp.stack([x.mean(axis=(2, 3)), x.max(axis=(2, 3))], -1)[:, :, None, :]  # (N, T, 1, 2)
+    want = lax_conv(stats, params["conv"]["kernel"][:, None], 1, 4) + params["conv"]["bias"]
+    np.testing.assert_allclose(att, want, rtol=1e-5, atol=1e-5)
+    assert float(att.min()) < 0.0  # a sigmoid gate could not be negative
+
+
+def test_part_and_joint_attention_are_softmaxes():
+    x = rand((2, 6, 29, 8), 11)
+    pa = PartAttention(1.5, IN_MOTION_29)
+    att = pa.apply(pa.init(KEY, x, train=False), x, train=False)  # (N, 1, V, C)
+    assert att.shape == (2, 1, 29, 8)
+    part_of = IN_MOTION_29.joint_to_part()
+    firsts = [int(np.flatnonzero(part_of == p)[0]) for p in range(5)]
+    np.testing.assert_allclose(att[:, 0, firsts].sum(axis=1), 1.0, rtol=1e-5)  # softmax over parts
+    for p in range(5):
+        members = np.flatnonzero(part_of == p)
+        np.testing.assert_array_equal(att[:, :, members], att[:, :, members[:1]].repeat(len(members), 2))
+    ja = JointAttention()
+    att = ja.apply(ja.init(KEY, x, train=False), x, train=False)
+    assert att.shape == (2, 1, 29, 1)
+    np.testing.assert_allclose(att.sum(axis=2), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["stja", "ca"])
+def test_sigmoid_attentions_are_gates(kind):
+    x = rand((2, 6, 29, 8), 12)
+    att = STJointAttention(2.0) if kind == "stja" else ChannelAttention()
+    a = att.apply(att.init(KEY, x, train=False), x, train=False)
+    assert a.shape == ((2, 6, 29, 8) if kind == "stja" else (2, 1, 1, 8))
+    assert 0.0 < float(a.min()) and float(a.max()) < 1.0
+
+
+def test_v3_autocp_outputs_residual_plus_a_constant_and_corrected_gates():
+    x = rand((3, 8, 29, 16), 13)
+    autocp = V3Temporal(3, activation="swish", expand_ratio=1.5)
+    corrected = V3Temporal(3, activation="swish", expand_ratio=1.5, variant="corrected")
+    variables = autocp.init(KEY, x, train=False)
+    assert shapes(variables) == shapes(corrected.init(KEY, x, train=False))
+    diff = autocp.apply(variables, x, train=True, mutable=["batch_stats"])[0] - x  # stride 1: residual = x
+    np.testing.assert_allclose(diff, jnp.broadcast_to(diff[:, :1, :1], diff.shape), atol=1e-6)
+    diff = corrected.apply(variables, x, train=True, mutable=["batch_stats"])[0] - x
+    assert float(jnp.abs(diff - diff[:, :1, :1]).max()) > 1e-2
+    grads = jax.grad(lambda p: jnp.sum(corrected.apply({**variables, "params": p}, x, train=True,
+                                                       mutable=["batch_stats"])[0] ** 2))(variables["params"])
+    chex.assert_tree_all_finite(grads)
+
+
+def test_shuffle_autocp_is_identity_and_corrected_shuffles():
+    x = rand((2, 6, 29, 32), 14)
+    np.testing.assert_array_equal(channel_shuffle(x, 32), x)  # AutoCP: groups = channels -> no-op
+    shuffled = np.asarray(channel_shuffle(x, 4))
+    perm = np.arange(32).reshape(4, 8).T.reshape(-1)  # ShuffleNet: (groups, per group) -> transpose
+    np.testing.assert_array_equal(shuffled, np.asarray(x)[..., perm])
+    autocp = ShuffleTemporal(5, stride=2, reduct_ratio=1.5)
+    corrected = ShuffleTemporal(5, stride=2, reduct_ratio=1.5, variant="corrected")
+    va, vc = autocp.init(KEY, x, train=False), corrected.init(KEY, x, train=False)
+    assert va["params"]["reduce"]["kernel"].shape == (32, 21)  # int(32 // 1.5)
+    assert vc["params"]["reduce"]["kernel"].shape == (4, 8, 5)  # 4 groups, inner 21 -> 20
+    assert vc["params"]["expand"]["kernel"].shape == (4, 5, 8)
+    assert corrected.apply(vc, x, train=False).shape == (2, 3, 29, 32)
+    grads = jax.grad(lambda p: jnp.sum(autocp.apply({**va, "params": p}, x, train=False) ** 2))(va["params"])
+    chex.assert_tree_all_finite(grads)
+
+
+def test_main_block_variants():
+    """autocp: one Basic layer per main block whatever depth_main (stride only if depth 1); corrected:
+    depth_main layers of the searched type, stride on the first."""
+    def plan(**kw):
+        return main_blocks(small_arch(conv="sep", blocks_main=2, **kw), 64)
+
+    assert plan(depth_main=2) == plan(depth_main=3) == plan(depth_main=4)
+    assert [[(t.conv, t.stride) for t in b.temporal] for b in plan(depth_main=3, stride_main=2)] == \
+        [[("basic", 1)], [("basic", 1)]]
+    assert [[(t.conv, t.stride) for t in b.temporal] for b in plan(depth_main=1, stride_main=2)] == \
+        [[("basic", 2)], [("basic", 2)]]
+    corrected = plan(depth_main=3, stride_main=2, variant="corrected")
+    assert [[(t.conv, t.stride) for t in b.temporal] for b in corrected] == [[("sep", 2), ("sep", 1), ("sep", 1)]] * 2
+    x = jax.ShapeDtypeStruct((1, 1, 12, 29, 4), jnp.float32)
+
+    def tree(**kw):
+        model = create_model(small_arch(conv="sep", **kw), IN_MOTION_29, streams=1)
+        return shapes(jax.eval_shape(lambda x: model.init(KEY, x, train=False), x)["params"])
+
+    assert tree(depth_main=2) == tree(depth_main=3)
+    assert tree(depth_main=2, variant="corrected") != tree(depth_main=3, variant="corrected")
+    main = tree(depth_main=3, variant="corrected")["main0"]
+    assert sorted(k for k in main if k.startswith("tcn")) == ["tcn0", "tcn1", "tcn2"]
+    assert "depthwise" in main["tcn2"]
+
+
+def test_variants_agree_where_autocp_has_no_quirk():
+    """conv basic with depth_main 1: the same network in both variants, same parameters, same outputs."""
+    arch = small_arch(depth_main=1, stride_main=2, attention="fa")
+    x = rand((2, 1, 10, 29, 4), 15)
+    a, c = (create_model(dataclasses.replace(arch, variant=v), IN_MOTION_29, streams=1)
+            for v in ("autocp", "corrected"))
+    variables = a.init(KEY, x, train=False)
+    chex.assert_trees_all_equal(variables, c.init(KEY, x, train=False))
+    np.testing.assert_array_equal(a.apply(variables, x, train=False), c.apply(variables, x, train=False))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Whole networks: every choice of every decision
+
+# Choice index per decision for 6 candidates; other decisions take choice (candidate mod #choices).
+# Structural choices are spread so that no candidate is large.
+COVER = {
+    "multi_gcn": [0, 1, 1, 1, 1, 1],
+    "blocks_in": [0, 0, 0, 1, 2, 0],
+    "depth_in": [0, 1, 2, 0, 0, 0],
+    "blocks_main": [1, 0, 2, 0, 0, 3],
+    "depth_main": [0, 1, 2, 0, 3, 0],
+}
+COVER_VARIANTS = ["autocp", "corrected", "autocp", "corrected", "autocp", "corrected"]
+
+
+def cover_candidate(i: int) -> Arch:
+    space = load_space()
+    ids = [COVER[d.name][i] if d.name in COVER else i % d.num_choices for d in space.arch]
+    return space.decode(ids + [0] * len(space.hparams), variant=COVER_VARIANTS[i])[0]
+
+
+def test_cover_table_holds_every_choice_of_every_decision():
+    space = load_space()
+    archs = [cover_candidate(i) for i in range(6)]
+    for d in space.arch:
+        used = {d.index(getattr(a, d.name)) for a in archs}
+        assert used == set(range(d.num_choices)), d.name
+
+
+@pytest.mark.parametrize("i", range(6), ids=lambda i: "-".join(
+    str(v) for v in dataclasses.astuple(cover_candidate(i))[1:4]))
+def test_every_choice_builds_and_trains(i):
+    arch = cover_candidate(i)
+    model = create_model(arch, IN_MOTION_29, streams=1)
+    x = rand((2, 1, 12, 29, 4), i)
+
+    @jax.jit
+    def init_and_grad(x):
+        variables = model.init(jax.random.key(1, impl="rbg"), x, train=False)
+
+        def loss(params):
+            logits, state = model.apply({**variables, "params": params}, x, train=True,
+                                        mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
+            return jnp.sum(jax.nn.log_softmax(logits)[:, 0]), (logits, state)
+
+        return jax.value_and_grad(loss, has_aux=True)(variables["params"])
+
+    (_, (logits, state)), grads = init_and_grad(x)
+    chex.assert_shape(logits, (2, 2))
+    chex.assert_tree_all_finite((logits, state, grads))
+    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
+
+
+def test_fifty_random_candidates_build_at_150_frames():
+    space = load_space()
+    x = jax.ShapeDtypeStruct((1, 4, 150, 29, 4), jnp.float32)
+    for row in np.asarray(space.sample_many(jax.random.key(4), 50)):
+        arch, _ = space.decode(row, variant="corrected" if row[0] % 2 else "autocp")
+        model = create_model(arch, IN_MOTION_29)
+        logits, variables = jax.eval_shape(lambda x, m=model: m.init_with_output(KEY, x, train=False, mutable=True), x)
+        assert logits.shape == (1, 2), arch
+        main = main_blocks(arch, 4 * input_stream_channels(arch))
+        frames = block_frames(block_frames(150, input_blocks(arch))[-1], main)[-1]
+        assert variables["intermediates"]["features"][0].shape == (1, frames, 29, 48), arch
+
+
+def test_one_trace_per_architecture():
+    arch, other = small_arch(), small_arch(activation="swish")  # same parameter shapes
+    x = rand((2, 1, 8, 29, 4), 16)
+    variables = create_model(arch, IN_MOTION_29, streams=1).init(KEY, x, train=False)
+
+    @chex.assert_max_traces(n=2)
+    def forward(model, x):
+        return model.apply(variables, x, train=False)
+
+    forward = jax.jit(forward, static_argnums=0)
+    first = forward(create_model(arch, IN_MOTION_29, streams=1), x)
+    # an equal architecture built again, new input values: no new trace
+    second = forward(create_model(dataclasses.replace(arch), IN_MOTION_29, streams=1), x + 1.0)
+    assert not np.allclose(first, second)
+    forward(create_model(other, IN_MOTION_29, streams=1), x)  # another architecture: the second trace
+    for a in (arch, other):  # a third trace would fail
+        forward(create_model(a, IN_MOTION_29, streams=1), x)
+    assert hash(create_model(arch, "in-motion-29", streams=1)) == hash(create_model(arch, IN_MOTION_29,
+                                                                                    streams=1))
+
+
+def test_parameter_count_of_a_small_network_equals_a_hand_count():
+    arch = small_arch(init_channels=16, attention="ca")
+    x = jax.ShapeDtypeStruct((1, 1, 12, 29, 4), jnp.float32)
+    model = create_model(arch, IN_MOTION_29, streams=1)
+    params = jax.eval_shape(lambda x: model.init(KEY, x, train=False), x)["params"]
+    edge = 2 * 29 * 29  # edge importance of a K = 2 graph layer
+    bn = lambda c: 2 * c  # noqa: E731
+    stem = bn(4) + (4 * 32 + 32) + edge + bn(16) + (4 * 16 + 16) + bn(16) + (3 * 16 * 16 + 16) + bn(16)
+    block = ((16 * 64 + 64) + edge + bn(32) + (16 * 32 + 32) + bn(32)  # graph layer 16 -> 32 + residual
+             + (3 * 32 * 32 + 32) + bn(32)  # basic temporal layer
+             + (32 * 8 + 8) + bn(8) + (8 * 32 + 32) + bn(32))  # channel attention + wrapper BN
+    main = ((32 * 96 + 96) + edge + bn(48) + (32 * 48 + 48) + bn(48) + (3 * 48 * 48 + 48) + bn(48)
+            + (48 * 12 + 12) + bn(12) + (12 * 48 + 48) + bn(48))
+    classifier = 48 * 2 + 2
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == stem + block + main + classifier
+
+
+def test_paper_best_architecture_structure():
+    arch, _ = load_arch_file(BEST_FILE)
+    blocks = input_blocks(arch)
+    assert [(b.in_channels, b.out_channels) for b in blocks] == [(64, 64), (64, 64)]
+    assert [[(t.conv, t.window, t.stride) for t in b.temporal] for b in blocks] == \
+        [[("sep", 3, 3), ("sep", 3, 1)]] * 2
+    assert block_frames(150, blocks) == (50, 17)
+    main = main_blocks(arch, 4 * input_stream_channels(arch))
+    assert [(b.in_channels, b.out_channels) for b in main] == [(256, 128), (128, 48)]
+    assert [[(t.conv, t.window, t.stride) for t in b.temporal] for b in main] == [[("basic", 7, 1)]] * 2
+    model = create_model(arch, IN_MOTION_29)
+    x = jax.ShapeDtypeStruct((1, 4, 150, 29, 4), jnp.float32)
+    logits, variables = jax.eval_shape(lambda x: model.init_with_output(KEY, x, train=False, mutable=True), x)
+    assert variables["intermediates"]["features"][0].shape == (1, 17, 29, 48)
+    p = shapes(variables["params"])
+    assert sorted(p) == ["classifier", "input0", "input1", "input2", "input3", "main0", "main1"]
+    assert p["input0"]["block0"]["tcn0"]["expand"]["kernel"] == (64, 96)  # int(64 * 1.5)
+    assert p["input0"]["block0"]["tcn0"]["depthwise"]["kernel"] == (3, 96)
+    assert p["main0"]["tcn0"]["conv"]["kernel"] == (7, 128, 128)
+    assert p["main0"]["gcn"]["gcn"]["kernel"] == (256, 2 * 128)
+    assert p["classifier"]["fc"]["kernel"] == (48, 2)
+
+
+def test_dropout_batch_stats_and_input_checks():
+    arch = small_arch(dropout=0.5)
+    model = create_model(arch, IN_MOTION_29, streams=1)
+    x = rand((4, 1, 8, 29, 4), 17)
+    variables = model.init(KEY, x, train=False)
+    run = jax.jit(lambda v, x, key: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                                 rngs={"dropout": key}))
+    (a, state), (b, _) = run(variables, x, jax.random.key(1)), run(variables, x, jax.random.key(2))
+    assert not np.allclose(a, b)  # dropout active in training
+    assert not np.allclose(state["batch_stats"]["input0"]["init_bn"]["mean"], 0)
+    with pytest.raises(ValueError, match="expected input"):
+        model.init(KEY, rand((4, 2, 8, 29, 4)), train=False)
+    with pytest.raises(ValueError, match="expected input"):
+        model.init(KEY, rand((4, 1, 8, 17, 4)), train=False)
+
+
+def test_every_temporal_layer_keeps_width_and_strides_time():
+    x = jax.ShapeDtypeStruct((2, 13, 29, 32), jnp.float32)
+    for name, cls in TEMPORAL_LAYERS.items():
+        for variant in ("autocp", "corrected"):
+            layer = cls(5, stride=3, activation="hardswish", expand_ratio=2.0, reduct_ratio=2.0, variant=variant)
+            y, _ = jax.eval_shape(lambda x, layer=layer: layer.init_with_output(KEY, x, train=False), x)
+            assert y.shape == (2, 5, 29, 32), (name, variant)
+    block = Block(input_blocks(small_arch(multi_gcn=True))[0], small_arch(multi_gcn=True), IN_MOTION_29)
+    y, v = jax.eval_shape(lambda x: block.init_with_output(KEY, x, train=False),
+                          jax.ShapeDtypeStruct((2, 13, 29, 16), jnp.float32))
+    assert y.shape == (2, 13, 29, 32) and "alpha" in v["params"]["gcn"]
