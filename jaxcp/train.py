@@ -6,6 +6,10 @@ validation every `eval_every` epochs (and every epoch in the last `eval_last` ep
 reward is the best validation subject-level AUC (the first epoch with the strictly highest AUC), early stop
 from epoch 6 on while the best AUC is below 0.5, and a student with a non-finite loss fails with reward 0
 without stopping the others.
+
+`StudentRun` is the same loop one epoch at a time, with all its progress as explicit state
+(`snapshot` / `restore`), so that a long run can be checkpointed and resumed bit for bit.
+`python -m jaxcp.train` (see `main` and `jaxcp.longrun`) is the final, long training of one architecture.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from jaxcp import engine, metrics, optim
 from jaxcp.augment import AugmentConfig
 from jaxcp.data.dataset import Dataset
 from jaxcp.data.windows import make_eval_windows, train_window_plan
+from jaxcp.errors import InputError
 from jaxcp.features import FeatureConfig
 from jaxcp.skeleton import Layout
 from jaxcp.space import Arch, HParams
@@ -83,6 +88,18 @@ class StudentResult:
     state: Any = None  # best-validation TrainState of this student (unstacked), when kept
 
 
+@dataclasses.dataclass
+class EpochReport:
+    """What one `StudentRun.run_epoch` did. Arrays are per student (S,)."""
+
+    epoch: int  # 1-based number of the epoch just trained
+    losses: np.ndarray
+    evaluated: bool
+    val_auc: np.ndarray  # NaN where not evaluated
+    improved: np.ndarray  # bool: a new best validation AUC (the best checkpoint changes)
+    summaries: list[dict]
+
+
 def program_spec(arch: Arch, layout: Layout, batch_size: int, config: TrainConfig) -> engine.ProgramSpec:
     return engine.ProgramSpec(
         arch=arch,
@@ -135,6 +152,119 @@ class _Compiled:
         return self._cache[key](*args)
 
 
+class StudentRun:
+    """The training loop of `train_students`, one epoch per `run_epoch()` call.
+
+    Everything the loop depends on is in `snapshot()`: the stacked TrainState (and best states when
+    kept), the PRNG keys, the epoch counter and the host-side tracker. `restore(snapshot)` on a run built
+    with the same arguments continues exactly where the snapshot was taken (bit-identical on one device).
+    """
+
+    def __init__(
+        self,
+        arch: Arch,
+        hparams: Sequence[HParams],
+        seeds: Sequence[int],
+        train: engine.TrainData,
+        val: EvalData,
+        layout: Layout,
+        config: TrainConfig = TrainConfig(),
+        *,
+        keep_state: bool = False,
+    ):
+        sizes = {hp.batch_size for hp in hparams}
+        if len(sizes) != 1 or len(seeds) != len(hparams):
+            raise ValueError("students trained together need one batch size and one seed each")
+        batch_size = next(iter(sizes))
+        if len(train.plan.infant) < batch_size:
+            raise InputError(f"an epoch has {len(train.plan.infant)} training windows, fewer than a batch of "
+                             f"{batch_size}; raise parts_positive / parts_negative or use more infants")
+        self.config, self.train, self.val = config, train, val
+        self.seeds = tuple(int(s) for s in seeds)
+        self.programs = engine.get_programs(program_spec(arch, layout, batch_size, config))
+        self.compiled = _Compiled()
+        opt_hps = engine.stack_students(
+            [optim.make_hparams(h.optimizer, h.lr, h.weight_decay, h.momentum) for h in hparams]
+        )
+        keys = jax.vmap(jax.random.split)(jnp.stack([jax.random.PRNGKey(s) for s in self.seeds]))
+        self.epoch_keys = keys[:, 1]
+        self.state = self.compiled(self.programs.init, keys[:, 0], opt_hps)
+        self.best_state = jax.tree.map(jnp.copy, self.state) if keep_state else None
+        self.tracker = _Tracker(len(self.seeds), config)
+        self.epoch = 0  # epochs done
+        self.seconds = {"compile": 0.0, "train": 0.0, "eval": 0.0}
+
+    @property
+    def num_students(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs or self.tracker.stopped()
+
+    def run_epoch(self) -> EpochReport:
+        """Train one epoch (one compiled call), validate when the schedule says so, update the tracker."""
+        epoch = self.epoch
+        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(self.epoch_keys)
+        start = time.perf_counter()
+        lr = jnp.float32(optim.lr_factor(epoch))
+        self.state, epoch_metrics = self.compiled(self.programs.epoch, self.state, step_keys, lr, self.train)
+        losses = np.asarray(epoch_metrics["loss"])
+        self.seconds["train"] += time.perf_counter() - start
+        self.tracker.record_loss(epoch, losses)
+        val_auc = np.full(self.num_students, np.nan)
+        improved = np.zeros(self.num_students, bool)
+        evaluated = self.config.evaluates_at(epoch)
+        if evaluated:
+            start = time.perf_counter()
+            probs = np.asarray(self.compiled(self.programs.predict, self.state, self.val.features))
+            results = [evaluate_probs(p, self.val) for p in probs]
+            val_auc = np.array([r["auc"] for r in results])
+            improved = self.tracker.record_eval(epoch, results)
+            if self.best_state is not None and improved.any():
+                self.best_state = engine.where_students(jnp.asarray(improved), self.state, self.best_state)
+            self.seconds["eval"] += time.perf_counter() - start
+        self.tracker.check_early_stop(epoch)
+        self.epoch += 1
+        return EpochReport(epoch + 1, losses, evaluated, val_auc, improved, self.tracker.summaries())
+
+    def student_state(self, index: int) -> engine.TrainState:
+        """The current (not the best) TrainState of one student."""
+        return engine.select_student(self.state, index)
+
+    def results(self) -> list[StudentResult]:
+        keep = self.best_state is not None
+        return self.tracker.results(
+            compile_s=self.seconds["compile"] + self.compiled.seconds,
+            train_s=self.seconds["train"],
+            eval_s=self.seconds["eval"],
+            states=[engine.select_student(self.best_state, i) for i in range(self.num_students)] if keep else None,
+        )
+
+    def snapshot(self) -> tuple[dict, dict]:
+        """(arrays, info): a pytree of device arrays and a JSON-able dict; together the whole loop state."""
+        arrays = {"state": self.state, "epoch_keys": self.epoch_keys}
+        if self.best_state is not None:
+            arrays["best_state"] = self.best_state
+        seconds = dict(self.seconds, compile=self.seconds["compile"] + self.compiled.seconds)
+        info = {"epoch": self.epoch, "seeds": list(self.seeds), "tracker": self.tracker.to_dict(),
+                "seconds": seconds}  # fmt: skip
+        return arrays, info
+
+    def restore(self, arrays: dict, info: dict) -> None:
+        """Continue from a `snapshot()` of a run with the same arguments."""
+        if list(info["seeds"]) != list(self.seeds) or ("best_state" in arrays) != (self.best_state is not None):
+            raise ValueError("snapshot of a different run (seeds or kept states differ)")
+        self.state = jax.tree.map(jnp.asarray, arrays["state"])
+        self.epoch_keys = jnp.asarray(arrays["epoch_keys"])
+        if self.best_state is not None:
+            self.best_state = jax.tree.map(jnp.asarray, arrays["best_state"])
+        self.epoch = int(info["epoch"])
+        self.tracker = _Tracker.from_dict(info["tracker"], self.config)
+        self.seconds = {k: float(v) for k, v in info["seconds"].items()}
+        self.compiled.seconds = 0.0
+
+
 def train_students(
     arch: Arch,
     hparams: Sequence[HParams],
@@ -147,49 +277,16 @@ def train_students(
     keep_state: bool = False,
     on_epoch: Callable[[int, list[dict]], None] | None = None,
 ) -> list[StudentResult]:
-    """Train len(hparams) students of `arch` together; they must share the batch size."""
-    sizes = {hp.batch_size for hp in hparams}
-    if len(sizes) != 1 or len(seeds) != len(hparams):
-        raise ValueError("students trained together need one batch size and one seed each")
-    spec = program_spec(arch, layout, sizes.pop(), config)
-    programs = engine.get_programs(spec)
-    compiled = _Compiled()
-    num = len(hparams)
-    opt_hps = engine.stack_students(
-        [optim.make_hparams(h.optimizer, h.lr, h.weight_decay, h.momentum) for h in hparams]
-    )
-    keys = jax.vmap(jax.random.split)(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
-    init_keys, epoch_keys = keys[:, 0], keys[:, 1]
+    """Train len(hparams) students of `arch` together; they must share the batch size.
 
-    state = compiled(programs.init, init_keys, opt_hps)
-    best_state = jax.tree.map(jnp.copy, state) if keep_state else None
-    tracker = _Tracker(num, config)
-    seconds_train = seconds_eval = 0.0
-    for epoch in range(config.epochs):
-        step_keys = jax.vmap(lambda k, e=epoch: jax.random.fold_in(k, e))(epoch_keys)
-        start = time.perf_counter()
-        lr = jnp.float32(optim.lr_factor(epoch))
-        state, epoch_metrics = compiled(programs.epoch, state, step_keys, lr, train)
-        losses = np.asarray(epoch_metrics["loss"])
-        seconds_train += time.perf_counter() - start
-        tracker.record_loss(epoch, losses)
-        if config.evaluates_at(epoch):
-            start = time.perf_counter()
-            probs = np.asarray(compiled(programs.predict, state, val.features))
-            improved = tracker.record_eval(epoch, [evaluate_probs(p, val) for p in probs])
-            if keep_state and improved.any():
-                best_state = engine.where_students(jnp.asarray(improved), state, best_state)
-            seconds_eval += time.perf_counter() - start
+    `on_epoch(epoch, summaries)` is called after every epoch (0-based epoch, one dict per student).
+    """
+    run = StudentRun(arch, hparams, seeds, train, val, layout, config, keep_state=keep_state)
+    while not run.finished:
+        report = run.run_epoch()
         if on_epoch is not None:
-            on_epoch(epoch, tracker.summaries())
-        if tracker.all_done(epoch):
-            break
-    return tracker.results(
-        compile_s=compiled.seconds,
-        train_s=seconds_train,
-        eval_s=seconds_eval,
-        states=[engine.select_student(best_state, i) for i in range(num)] if keep_state else None,
-    )
+            on_epoch(report.epoch - 1, report.summaries)
+    return run.results()
 
 
 class _Tracker:
@@ -224,13 +321,17 @@ class _Tracker:
                 improved[i] = True
         return improved
 
-    def all_done(self, epoch: int) -> bool:
+    def check_early_stop(self, epoch: int) -> None:
+        """From 1-based epoch `early_stop_epoch` on, stop a validated student whose best AUC is too low."""
         cfg = self.config
-        if cfg.early_stop and epoch + 1 >= cfg.early_stop_epoch:
-            for i in range(len(self.status)):
-                evaluated = self.best_epoch[i] > 0 or any("val_auc" in h for h in self.history[i])
-                if self.status[i] == "running" and evaluated and self.best_auc[i] < cfg.early_stop_auc:
-                    self.status[i] = "early_stopped"
+        if not cfg.early_stop or epoch + 1 < cfg.early_stop_epoch:
+            return
+        for i in range(len(self.status)):
+            evaluated = any("val_auc" in h for h in self.history[i])
+            if self.status[i] == "running" and evaluated and self.best_auc[i] < cfg.early_stop_auc:
+                self.status[i] = "early_stopped"
+
+    def stopped(self) -> bool:
         return all(s != "running" for s in self.status)
 
     def summaries(self) -> list[dict]:
@@ -238,6 +339,26 @@ class _Tracker:
             {"status": s, "best_auc": float(a) if np.isfinite(a) else None}
             for s, a in zip(self.status, self.best_auc, strict=True)
         ]
+
+    def to_dict(self) -> dict:
+        """JSON-able state (NaN allowed); `from_dict` reads it back exactly."""
+        return {
+            "best_auc": [float(a) if np.isfinite(a) else None for a in self.best_auc],
+            "best_epoch": [int(e) for e in self.best_epoch],
+            "best_metrics": self.best_metrics,
+            "status": list(self.status),
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, config: TrainConfig) -> _Tracker:
+        tracker = cls(len(data["status"]), config)
+        tracker.best_auc = np.array([-np.inf if a is None else a for a in data["best_auc"]], np.float64)
+        tracker.best_epoch = np.array(data["best_epoch"], np.int64)
+        tracker.best_metrics = [dict(m) for m in data["best_metrics"]]
+        tracker.status = list(data["status"])
+        tracker.history = [[dict(h) for h in hs] for hs in data["history"]]
+        return tracker
 
     def results(self, *, compile_s, train_s, eval_s, states) -> list[StudentResult]:
         out = []
@@ -258,3 +379,14 @@ class _Tracker:
                 )
             )
         return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jaxcp.train`: the long training of one architecture (see `jaxcp.longrun`)."""
+    from jaxcp.longrun import main as run_main
+
+    return run_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The search loop end to end on a tiny preset: outputs, grouping, and resuming after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jaxcp import search
+from jaxcp.search_config import load_search_config, resolve_config_path
+from jaxcp.space import load_arch_file, load_space
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
+
+
+def run_cli(args, cwd):
+    """The search in a subprocess; the runs of this file share a persistent compilation cache."""
+    env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"}
+    env["JAXCP_CACHE_DIR"] = str(Path(cwd) / "xla-cache")
+    return subprocess.Popen([sys.executable, "-m", "jaxcp.search", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("search")
+
+
+@pytest.fixture(scope="module")
+def full_run(workdir):
+    """An uninterrupted tiny search (it also generates the shared synthetic cohort)."""
+    proc = run_cli(["--config", TEST_CONFIG, "--out", "full", "--quiet"], workdir)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return workdir / "full", out
+
+
+def read_students(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "students.jsonl").read_text().splitlines()]
+
+
+def test_group_students_by_arch_and_batch():
+    space = load_space(resolve_config_path("autocp", "space"))
+    base = (0,) * 25
+    other_lr = (0,) * 20 + (1, 0, 0, 0, 0)  # a hyperparameter: same compiled program
+    other_act = (0, 1) + (0,) * 23  # an architecture decision
+    other_batch = (0,) * 24 + (1,)  # batch size 32 instead of 24
+    groups = search.group_students([base, other_act, other_lr, other_batch, base], space)
+    assert groups == [[0, 2, 4], [1], [3]]
+
+
+def test_tiny_search_writes_everything(full_run):
+    run_dir, out = full_run
+    config = load_search_config(TEST_CONFIG)
+    students = read_students(run_dir)
+    assert [s["id"] for s in students] == list(range(config.first_students + config.students))
+    assert [s["iteration"] for s in students] == [0] * config.first_students + [1] * config.students
+    for s in students:
+        assert 0.0 <= s["reward"] <= 1.0 and s["status"] in ("ok", "early_stopped", "failed")
+        assert s["params"] > 0 and s["macs"] > 0 and s["seconds_train"] > 0
+    probabilities = json.loads((run_dir / "controller_probabilities.json").read_text())
+    assert len(probabilities) == config.iterations
+    for entry in probabilities:
+        for p in entry["probabilities"]:
+            assert abs(sum(p) - 1) < 1e-5
+    arch, hparams = load_arch_file(run_dir / "best.yaml")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best"]["arch"]["activation"] == arch.activation
+    assert len(summary["argmax"]) == config.iterations
+    for a in summary["argmax"]:
+        assert (run_dir / a["checkpoint"] / "meta.json").is_file()
+    assert (run_dir / "rewards.png").stat().st_size > 1000
+    assert (run_dir / "controller_probabilities.png").stat().st_size > 1000
+    assert "best validation AUC" in out
+
+
+def test_killed_search_resumes_to_the_same_state(full_run, workdir):
+    reference = full_run[0]
+    proc = run_cli(["--config", TEST_CONFIG, "--out", "killed", "--quiet"], workdir)
+    students = workdir / "killed" / "students.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if students.exists() and len(students.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(read_students(workdir / "killed"))
+    assert 2 <= done_before < len(read_students(reference))
+
+    resumed = run_cli(["--resume", "killed", "--quiet"], workdir)
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    assert "resuming from checkpoint" in out
+    # No finished student was trained again: only the remaining ones were logged by the resumed process.
+    trained = re.findall(r"^iteration \d+ student \d+/\d+", out, flags=re.M)
+    assert len(trained) == len(read_students(reference)) - done_before
+    got, want = read_students(workdir / "killed"), read_students(reference)
+    assert [(s["id"], s["actions"], s["reward"]) for s in got] == [(s["id"], s["actions"], s["reward"]) for s in want]
+    probs = json.loads((workdir / "killed" / "controller_probabilities.json").read_text())
+    assert probs == json.loads((reference / "controller_probabilities.json").read_text())
+
+
+def test_bad_config_fails_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        search.main(["--config", TEST_CONFIG, "--out", str(tmp_path / "run"), "--set", "student.epochs=zero"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "student: epochs" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        search.main(["--config", TEST_CONFIG, "--set", "bogus=1", "--out", str(tmp_path / "run2")])
+    assert "unknown key 'bogus'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        search.main(["--config", TEST_CONFIG, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r3")])
+    assert "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
