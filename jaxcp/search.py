@@ -38,13 +38,23 @@ from jaxcp.workflow import Experiment, load_experiment
 # Pure pieces
 
 
-def group_students(actions: list[tuple[int, ...]], space: SearchSpace) -> list[list[int]]:
-    """Indices of students grouped by (architecture, batch size), in order of first appearance."""
+def group_students(actions: list[tuple[int, ...]], space: SearchSpace, max_group: int = 8) -> list[list[int]]:
+    """Indices of students grouped by (architecture, batch size), in order of first appearance.
+
+    A group is cut into chunks of 8, 4, 2 and 1 students (its binary decomposition), so that the vmapped
+    programs of an architecture are compiled for at most four student counts.
+    """
     groups: dict = defaultdict(list)
     for i, a in enumerate(actions):
         arch, hp = space.decode(a)
         groups[(arch, hp.batch_size)].append(i)
-    return list(groups.values())
+    chunks = []
+    for members in groups.values():
+        while members:
+            size = min(max_group, 1 << (len(members).bit_length() - 1))
+            chunks.append(members[:size])
+            members = members[size:]
+    return chunks
 
 
 def student_seed(seed: int, student_id: int, replica: int) -> int:

@@ -54,7 +54,8 @@ def test_group_students_by_arch_and_batch():
     other_act = (0, 1) + (0,) * 23  # an architecture decision
     other_batch = (0,) * 24 + (1,)  # batch size 32 instead of 24
     groups = search.group_students([base, other_act, other_lr, other_batch, base], space)
-    assert groups == [[0, 2, 4], [1], [3]]
+    assert groups == [[0, 2], [4], [1], [3]]  # three of one architecture: chunks of 2 and 1
+    assert [len(g) for g in search.group_students([base] * 13, space)] == [8, 4, 1]
 
 
 def test_tiny_search_writes_everything(full_run):
