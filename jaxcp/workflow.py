@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from jaxcp import checkpoint, train
-from jaxcp.data.dataset import Dataset, load_dataset
+from jaxcp.checkpoint import DataSettings
+from jaxcp.config import from_dict
+from jaxcp.data.dataset import MANIFEST, Dataset, load_dataset, read_manifest
+from jaxcp.data.preprocess import PreprocessConfig
 from jaxcp.errors import InputError
 from jaxcp.skeleton import Layout, load_layout
 from jaxcp.space import Arch, HParams
@@ -29,6 +32,7 @@ class Experiment:
     val_set: Dataset
     student: train.TrainConfig
     long: train.TrainConfig
+    data: DataSettings = DataSettings()  # how the data were prepared (stored with saved models)
 
     def __post_init__(self):
         self.train_data = train.make_train_data(self.train_set, self.student)
@@ -55,7 +59,8 @@ class Experiment:
             checkpoint.save_model(
                 checkpoint_dir, params=state.params, batch_stats=state.batch_stats, arch=arch,
                 hparams=hparams[0], layout=self.layout, features=config.features, window=config.window,
-                hop=config.hop, metrics=results[0].metrics, extra={"best_epoch": results[0].best_epoch},
+                hop=config.hop, metrics=results[0].metrics, data=self.data,
+                extra={"best_epoch": results[0].best_epoch},
             )  # fmt: skip
         return results
 
@@ -64,6 +69,20 @@ class Experiment:
         from jaxcp.complexity import complexity
 
         return complexity(arch, self.layout, frames=self.student.window, streams=self.student.features.num_streams)
+
+
+def data_settings(data_dir: str | Path) -> DataSettings:
+    """How a processed dataset was prepared (from its manifest; unknown preprocessing for AutoCP npy data)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / MANIFEST).is_file():
+        return DataSettings(source=str(data_dir.resolve()))
+    manifest = read_manifest(data_dir)
+    settings = manifest.settings
+    where = f"{data_dir / MANIFEST} settings"
+    preprocess = from_dict(PreprocessConfig, settings.get("preprocess", {}), f"{where}: preprocess")
+    threshold = settings.get("confidence_threshold", DataSettings.confidence_threshold)
+    return DataSettings(preprocess=preprocess, confidence_threshold=float(threshold), fps=float(manifest.fps),
+                        source=str(data_dir.resolve()))
 
 
 def student_configs(settings, features=None) -> tuple[train.TrainConfig, train.TrainConfig]:
@@ -111,4 +130,4 @@ def load_experiment(config, log: Callable = print) -> Experiment:
     if train_set.layout_name != layout.name:
         raise InputError(f"{data_dir}: data use layout {train_set.layout_name!r}, the config asks for {layout.name!r}")
     student, long = student_configs(config.student)
-    return Experiment(layout, train_set, val_set, student, long)
+    return Experiment(layout, train_set, val_set, student, long, data_settings(data_dir))

@@ -1,0 +1,97 @@
+"""Compiled student programs: vmapped students equal students trained alone, and nothing recompiles."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax._src import dispatch
+from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
+
+from jaxcp import engine, optim, train
+from jaxcp.space import HParams
+
+# two students that differ in everything that can be vmapped: seed, optimizer, lr, weight decay, momentum
+STUDENTS = [TINY_HPARAMS, HParams(optimizer="sgd", lr=0.001, weight_decay=0.0001, momentum=0.9, batch_size=16)]
+
+
+@pytest.fixture(scope="module")
+def run() -> train.StudentRun:
+    train_data, val_data = tiny_data()
+    return train.StudentRun(TINY_ARCH, STUDENTS, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
+
+
+def test_vmapped_students_equal_students_trained_alone(run):
+    """One epoch of both students together == one epoch of each alone (float tolerance)."""
+    train_data, _ = tiny_data()
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(run.epoch_keys)
+    lr = jnp.float32(optim.lr_factor(0))
+    start = jax.tree.map(jnp.copy, run.state)
+    together, together_metrics = run.programs.epoch(jax.tree.map(jnp.copy, start), keys, lr, train_data)
+    for k in range(2):
+        alone_start = engine.stack_students([engine.select_student(start, k)])
+        alone, alone_metrics = run.programs.epoch(alone_start, keys[k : k + 1], lr, train_data)
+        np.testing.assert_allclose(alone_metrics["loss"][0], together_metrics["loss"][k], rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(engine.select_student(together, k)), strict=True):
+            np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b), rtol=2e-4, atol=2e-6)
+    # and the students really differ (different seeds and optimizers)
+    p0, p1 = (jax.tree.leaves(engine.select_student(together, k).params)[0] for k in range(2))
+    assert not np.allclose(p0, p1)
+
+
+class _CompileCounter:
+    """Counts jaxpr traces and XLA compilations reported through jax.monitoring."""
+
+    def __init__(self):
+        self.events: list[str] = []
+
+    def __call__(self, event: str, duration: float, **kwargs) -> None:
+        if event in (dispatch.JAXPR_TRACE_EVENT, dispatch.BACKEND_COMPILE_EVENT):
+            self.events.append(f"{event} {kwargs.get('fun_name', '')}")
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self)
+
+
+def test_no_recompilation_across_epochs_and_students(run):
+    """After a first epoch and validation, more epochs and new students of the same shapes trace nothing."""
+    train_data, val_data = tiny_data()
+    while run.epoch < 1:
+        run.run_epoch()
+    with _CompileCounter() as counter:
+        while not run.finished:
+            report = run.run_epoch()
+            assert report.evaluated
+        other_hparams = [STUDENTS[1], STUDENTS[0]]
+        again = train.StudentRun(TINY_ARCH, other_hparams, [7, 8], train_data, val_data, LAYOUT, TINY_CONFIG)
+        again.run_epoch()
+    assert counter.events == []
+    assert again.compiled.seconds == 0.0
+    with _CompileCounter() as control:  # the counter does see a new program
+        jax.jit(lambda x: x * 3 + 1)(jnp.ones(7))
+    assert len(control.events) >= 2
+    for result in run.results():
+        assert result.status == "ok" and len(result.history) == TINY_CONFIG.epochs
+
+
+def test_featurise_matches_per_window_features():
+    from jaxcp.features import compute_features
+
+    windows = np.random.default_rng(0).normal(size=(5, TINY_CONFIG.window, LAYOUT.num_joints, 2)).astype(np.float32)
+    batched = engine.featurise(jnp.asarray(windows), LAYOUT, TINY_CONFIG.features, chunk=2)
+    assert batched.shape == (5, 2, TINY_CONFIG.window, LAYOUT.num_joints, 4)
+    for i in range(5):
+        np.testing.assert_allclose(batched[i], compute_features(windows[i], LAYOUT, TINY_CONFIG.features), atol=1e-6)
+
+
+def test_where_students_picks_per_student():
+    new = {"a": jnp.ones((3, 2)), "b": jnp.arange(3.0)}
+    old = {"a": jnp.zeros((3, 2)), "b": -jnp.arange(3.0)}
+    out = engine.where_students(jnp.array([True, False, True]), new, old)
+    np.testing.assert_array_equal(out["a"], [[1, 1], [0, 0], [1, 1]])
+    np.testing.assert_array_equal(out["b"], [0, -1, 2])

@@ -1,0 +1,131 @@
+"""Student training loop: validation schedule, best epoch, early stop, failures, resuming, and learning."""
+
+from __future__ import annotations
+
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
+
+from jaxcp import checkpoint, engine, train
+from jaxcp.errors import InputError
+
+
+def evaluated_epochs(config: train.TrainConfig) -> list[int]:
+    return [e + 1 for e in range(config.epochs) if config.evaluates_at(e)]
+
+
+def test_validation_schedule_of_students_and_long_runs():
+    assert evaluated_epochs(train.TrainConfig()) == list(range(5, 51, 5))
+    expected_long = sorted(set(range(5, 286, 5)) | set(range(286, 301)))
+    assert evaluated_epochs(train.LONG_SCHEDULE) == expected_long
+    assert evaluated_epochs(train.TrainConfig(epochs=12, eval_every=5)) == [5, 10, 12]  # the last epoch too
+    assert not train.LONG_SCHEDULE.early_stop
+
+
+def _metrics(auc: float) -> dict:
+    return {"auc": auc, "accuracy": 0.5}
+
+
+def test_tracker_best_epoch_is_the_first_strictly_highest():
+    tracker = train._Tracker(1, train.TrainConfig(early_stop=False))
+    for epoch, auc in enumerate([0.6, 0.8, 0.8, 0.7]):
+        tracker.record_loss(epoch, np.array([0.5]))
+        improved = tracker.record_eval(epoch, [_metrics(auc)])
+        assert improved[0] == (epoch in (0, 1))
+    [result] = tracker.results(compile_s=0, train_s=0, eval_s=0, states=None)
+    assert (result.reward, result.best_epoch, result.status) == (0.8, 2, "ok")
+    assert [h["val_auc"] for h in result.history] == [0.6, 0.8, 0.8, 0.7]
+
+
+def test_early_stop_from_epoch_6_when_the_best_auc_is_below_half():
+    """AutoCP: checked after every epoch once epoch + 1 >= 6; only validated students can stop."""
+    config = train.TrainConfig(eval_every=5)
+    tracker = train._Tracker(3, config)
+    aucs = {4: [0.4, 0.6, float("nan")]}  # epoch 5 (0-based 4): student 2 has no defined AUC
+    for epoch in range(6):
+        tracker.record_loss(epoch, np.zeros(3))
+        if config.evaluates_at(epoch):
+            tracker.record_eval(epoch, [_metrics(a) for a in aucs[epoch]])
+        tracker.check_early_stop(epoch)
+        if epoch < 5:
+            assert tracker.status == ["running"] * 3
+    assert tracker.status == ["early_stopped", "running", "early_stopped"]
+    results = tracker.results(compile_s=0, train_s=0, eval_s=0, states=None)
+    assert [r.reward for r in results] == [0.4, 0.6, 0.0]
+    assert not tracker.stopped()
+
+
+def test_a_non_finite_loss_fails_only_that_student():
+    tracker = train._Tracker(2, train.TrainConfig(early_stop=False))
+    tracker.record_loss(0, np.array([0.7, 0.7]))
+    tracker.record_eval(0, [_metrics(0.9), _metrics(0.6)])
+    tracker.record_loss(1, np.array([np.nan, 0.6]))
+    tracker.record_eval(1, [_metrics(0.95), _metrics(0.7)])  # ignored for the failed student
+    results = tracker.results(compile_s=0, train_s=0, eval_s=0, states=None)
+    assert [r.status for r in results] == ["failed", "ok"]
+    assert [r.reward for r in results] == [0.0, 0.7]
+
+
+def test_tracker_round_trips_through_json():
+    tracker = train._Tracker(2, train.TrainConfig())
+    tracker.record_loss(0, np.array([0.1234567890123, np.inf]))
+    tracker.record_eval(0, [_metrics(0.7123456789), _metrics(0.2)])
+    again = train._Tracker.from_dict(json.loads(json.dumps(tracker.to_dict())), tracker.config)
+    assert again.to_dict() == tracker.to_dict()
+    np.testing.assert_array_equal(again.best_auc, tracker.best_auc)
+
+
+# ---------------------------------------------------------------------------------------------- compiled
+
+
+def _run(**kwargs) -> train.StudentRun:
+    train_data, val_data = tiny_data()
+    hps = [TINY_HPARAMS, TINY_HPARAMS]
+    return train.StudentRun(TINY_ARCH, hps, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG, **kwargs)
+
+
+def test_nan_in_one_student_fails_it_and_the_other_trains_on():
+    run = _run()
+    # a NaN learning rate for student 1: its parameters turn NaN after its first update
+    run.state = run.state.replace(base_lr=run.state.base_lr.at[1].set(jnp.nan))
+    seen = []
+    while not run.finished:
+        seen.append(run.run_epoch())
+    ok, failed = run.results()
+    assert [r.epoch for r in seen] == [1, 2]
+    assert (failed.status, failed.reward, failed.state) == ("failed", 0.0, None)
+    assert ok.status == "ok" and np.isfinite([h["loss"] for h in ok.history]).all()
+    assert len(ok.history) == TINY_CONFIG.epochs and 0.0 <= ok.reward <= 1.0
+    chex.assert_tree_all_finite(engine.select_student(run.state, 0).params)
+
+
+def test_snapshot_restore_continues_bit_for_bit(tmp_path):
+    """Train 2 epochs; or 1 epoch, save the run state with Orbax, restore into a new run, 1 more epoch."""
+    straight = _run(keep_state=True)
+    while not straight.finished:
+        straight.run_epoch()
+    first = _run(keep_state=True)
+    first.run_epoch()
+    checkpoint.save_run_state(tmp_path / "progress", *first.snapshot())
+    second = _run(keep_state=True)
+    arrays, info = checkpoint.restore_run_state(tmp_path / "progress", second.snapshot()[0])
+    second.restore(arrays, info)
+    assert second.epoch == 1
+    while not second.finished:
+        second.run_epoch()
+    for a, b in zip(jax.tree.leaves(straight.snapshot()[0]), jax.tree.leaves(second.snapshot()[0]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    as_text = lambda run: json.dumps(run.tracker.to_dict(), sort_keys=True)  # noqa: E731 (NaN == NaN as text)
+    assert as_text(straight) == as_text(second)
+
+
+def test_too_few_training_windows_for_a_batch_is_bad_input():
+    train_data, val_data = tiny_data()
+    big = TINY_HPARAMS.__class__(**{**TINY_HPARAMS.__dict__, "batch_size": 4096})
+    with pytest.raises(InputError, match="fewer than a batch"):
+        train.StudentRun(TINY_ARCH, [big], [0], train_data, val_data, LAYOUT, TINY_CONFIG)
