@@ -22,7 +22,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 import jaxcp
 from jaxcp import atomic
@@ -36,6 +35,13 @@ from jaxcp.space import Arch, HParams
 
 MODEL_FORMAT = "jaxcp-model-1"
 RUN_FORMAT = "jaxcp-run-state-1"
+
+
+def _orbax():
+    """orbax.checkpoint, imported on first use (it takes a while; exported models never need it)."""
+    import orbax.checkpoint as ocp
+
+    return ocp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +101,7 @@ def save_model(
     tmp = atomic.fresh_dir(path)
     try:
         tree = jax.device_get({"params": params, "batch_stats": batch_stats})
-        checkpointer = ocp.StandardCheckpointer()
+        checkpointer = _orbax().StandardCheckpointer()
         checkpointer.save(tmp / "state", tree)
         checkpointer.wait_until_finished()
         meta = {
@@ -178,18 +184,20 @@ def _restore_tree(directory: Path, target: Any, where: str) -> Any:
     if not directory.is_dir():
         raise InputError(f"{where}: damaged checkpoint (no {directory.name}/ folder)")
     try:
-        metadata = ocp.StandardCheckpointer().metadata(directory.resolve())
+        metadata = _orbax().StandardCheckpointer().metadata(directory.resolve())
         stored = getattr(metadata, "item_metadata", metadata)
         stored_shapes = _leaf_shapes(stored)
     except Exception as error:  # orbax raises many types for damaged files
         raise InputError(f"{where}: damaged checkpoint ({type(error).__name__})") from None
+    if not stored_shapes:
+        raise InputError(f"{where}: damaged checkpoint (no readable array metadata in {directory.name}/)")
     expected = _leaf_shapes(target)
     if stored_shapes != expected:
         differ = sorted(set(stored_shapes.items()) ^ set(expected.items()))
         raise InputError(f"{where}: the stored weights do not fit the architecture and feature settings of "
                          f"its meta.json (first difference at {differ[0][0]})")
     try:
-        return ocp.StandardCheckpointer().restore(directory.resolve(), target)
+        return _orbax().StandardCheckpointer().restore(directory.resolve(), target)
     except Exception as error:
         raise InputError(f"{where}: damaged checkpoint ({type(error).__name__})") from None
 
@@ -212,7 +220,7 @@ def save_run_state(path: str | Path, arrays: Any, info: dict) -> Path:
     path = Path(path).resolve()
     tmp = atomic.fresh_dir(path)
     try:
-        checkpointer = ocp.StandardCheckpointer()
+        checkpointer = _orbax().StandardCheckpointer()
         checkpointer.save(tmp / "arrays", jax.device_get(arrays))
         checkpointer.wait_until_finished()
         (tmp / "progress.json").write_text(json.dumps({"format": RUN_FORMAT, **info}))

@@ -284,5 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                             save_every=args.save_every)
     except InputError as error:
         exit_with(error)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; run the same command again to resume from {Path(args.out) / PROGRESS_DIR}",
+              file=sys.stderr)
+        return 130
     print(format_summary(summary))
     return 0

@@ -23,21 +23,31 @@ def run() -> train.StudentRun:
 
 
 def test_vmapped_students_equal_students_trained_alone(run):
-    """One epoch of both students together == one epoch of each alone (float tolerance)."""
-    train_data, _ = tiny_data()
+    """One epoch of both students together == one epoch of each alone, up to float rounding.
+
+    Compared: the epoch loss and the trained models' validation predictions for both students, and every
+    array of the state for the SGD student. Adam's state is not compared leaf by leaf: biases followed by
+    BatchNorm have a zero gradient up to rounding noise, which Adam normalises into full-size steps, so
+    those leaves differ between any two programs (PyTorch behaves the same).
+    """
+    train_data, val_data = tiny_data()
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(run.epoch_keys)
     lr = jnp.float32(optim.lr_factor(0))
     start = jax.tree.map(jnp.copy, run.state)
     together, together_metrics = run.programs.epoch(jax.tree.map(jnp.copy, start), keys, lr, train_data)
+    together_probs = np.asarray(run.programs.predict(together, val_data.features))
     for k in range(2):
         alone_start = engine.stack_students([engine.select_student(start, k)])
         alone, alone_metrics = run.programs.epoch(alone_start, keys[k : k + 1], lr, train_data)
         np.testing.assert_allclose(alone_metrics["loss"][0], together_metrics["loss"][k], rtol=1e-5)
-        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(engine.select_student(together, k)), strict=True):
-            np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b), rtol=2e-4, atol=2e-6)
+        alone_probs = np.asarray(run.programs.predict(alone, val_data.features))[0]
+        np.testing.assert_allclose(alone_probs, together_probs[k], atol=5e-4)
+        if STUDENTS[k].optimizer == "sgd":
+            for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(engine.select_student(together, k)),
+                            strict=True):  # fmt: skip
+                np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b), rtol=1e-5, atol=1e-7)
     # and the students really differ (different seeds and optimizers)
-    p0, p1 = (jax.tree.leaves(engine.select_student(together, k).params)[0] for k in range(2))
-    assert not np.allclose(p0, p1)
+    assert not np.allclose(together_probs[0], together_probs[1])
 
 
 class _CompileCounter:
@@ -84,7 +94,7 @@ def test_featurise_matches_per_window_features():
 
     windows = np.random.default_rng(0).normal(size=(5, TINY_CONFIG.window, LAYOUT.num_joints, 2)).astype(np.float32)
     batched = engine.featurise(jnp.asarray(windows), LAYOUT, TINY_CONFIG.features, chunk=2)
-    assert batched.shape == (5, 2, TINY_CONFIG.window, LAYOUT.num_joints, 4)
+    assert batched.shape == (5, TINY_CONFIG.features.num_streams, TINY_CONFIG.window, LAYOUT.num_joints, 4)
     for i in range(5):
         np.testing.assert_allclose(batched[i], compute_features(windows[i], LAYOUT, TINY_CONFIG.features), atol=1e-6)
 

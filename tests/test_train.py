@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import chex
@@ -129,3 +130,19 @@ def test_too_few_training_windows_for_a_batch_is_bad_input():
     big = TINY_HPARAMS.__class__(**{**TINY_HPARAMS.__dict__, "batch_size": 4096})
     with pytest.raises(InputError, match="fewer than a batch"):
         train.StudentRun(TINY_ARCH, [big], [0], train_data, val_data, LAYOUT, TINY_CONFIG)
+
+
+def test_it_learns_the_synthetic_cp_pattern():
+    """Proof that it learns: on a synthetic cohort (23 training, 15 validation infants, 30 s each), the tiny
+    architecture reaches a subject-level validation AUC >= 0.8 within 16 epochs, and its loss falls.
+
+    The validation AUC of 15 infants jumps by 1/54 per pair and from evaluation to evaluation; in runs of
+    20 epochs both seeds ended between 0.9 and 1.0, and the best of two seeds reached 0.83-0.98 by epoch 16.
+    """
+    train_data, val_data = tiny_data()
+    config = dataclasses.replace(TINY_CONFIG, epochs=16, eval_every=4)
+    results = train.train_students(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, config)
+    assert max(r.reward for r in results) >= 0.8
+    for r in results:
+        losses = [h["loss"] for h in r.history]
+        assert np.mean(losses[-3:]) < np.mean(losses[:3]) and r.status == "ok"

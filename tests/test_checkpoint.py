@@ -1,0 +1,161 @@
+"""Model checkpoints and run states: bit-identical predictions after restoring, and every damaged input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
+
+from jaxcp import checkpoint, engine, export, inference, train
+from jaxcp.checkpoint import DataSettings
+from jaxcp.config import from_dict, to_dict
+from jaxcp.data.preprocess import PreprocessConfig
+from jaxcp.errors import InputError
+
+DATA = DataSettings(preprocess=PreprocessConfig(trunk_multiple=4.0), confidence_threshold=0.25, fps=30.0,
+                    source="/somewhere")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """(StudentRun after one epoch, student 0's TrainState)."""
+    train_data, val_data = tiny_data()
+    run = train.StudentRun(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
+    run.run_epoch()
+    return run, run.student_state(0)
+
+
+@pytest.fixture(scope="module")
+def saved(trained, tmp_path_factory):
+    _, state = trained
+    path = tmp_path_factory.mktemp("ckpt") / "model"
+    checkpoint.save_model(path, params=state.params, batch_stats=state.batch_stats, arch=TINY_ARCH,
+                          hparams=TINY_HPARAMS, layout=LAYOUT, features=TINY_CONFIG.features,
+                          window=TINY_CONFIG.window, hop=TINY_CONFIG.hop, metrics={"auc": 0.75, "ppv": float("nan")},
+                          data=DATA, extra={"best_epoch": 1})  # fmt: skip
+    return path
+
+
+def windows(count: int = 21) -> np.ndarray:
+    _, val_data = tiny_data()
+    rng = np.random.default_rng(3)
+    return rng.normal(0, 0.5, size=(count, TINY_CONFIG.window, LAYOUT.num_joints, 2)).astype(np.float32)
+
+
+def test_restored_model_has_every_setting(saved):
+    restored = checkpoint.restore_model(saved)
+    assert (restored.arch, restored.hparams, restored.layout) == (TINY_ARCH, TINY_HPARAMS, LAYOUT)
+    assert (restored.features, restored.window, restored.hop) == (TINY_CONFIG.features, TINY_CONFIG.window,
+                                                                 TINY_CONFIG.hop)
+    assert restored.data == DATA
+    assert restored.metrics == {"auc": 0.75, "ppv": None} and restored.meta["best_epoch"] == 1
+    assert from_dict(DataSettings, to_dict(DATA)) == DATA
+
+
+def test_restore_gives_bit_identical_predictions(trained, saved):
+    run, state = trained
+    x = windows()
+    in_memory = inference.checkpoint_predictor(
+        checkpoint.RestoredModel(TINY_ARCH, TINY_HPARAMS, LAYOUT, TINY_CONFIG.features, TINY_CONFIG.window,
+                                 TINY_CONFIG.hop, state.params, state.batch_stats, {}, saved))  # fmt: skip
+    restored = inference.load_checkpoint(saved)
+    p_memory, c_memory = in_memory(x)
+    p_restored, c_restored = restored(x)
+    np.testing.assert_array_equal(p_memory, p_restored)
+    np.testing.assert_array_equal(c_memory, c_restored)
+    # the training engine's own predict program agrees (another compiled program: float tolerance)
+    features = engine.featurise(x, LAYOUT, TINY_CONFIG.features)
+    engine_probs = np.asarray(run.programs.predict(run.state, features))[0]
+    np.testing.assert_allclose(p_restored, engine_probs, rtol=1e-5, atol=1e-6)
+    assert ((c_restored >= 0) & (c_restored <= 1)).all() and c_restored.max() > 0
+
+
+def test_exported_file_matches_the_model(saved, tmp_path):
+    x = windows()
+    path = export.write_export(checkpoint.restore_model(saved), tmp_path / "model.jaxcp", platforms=("cpu",))
+    exported = export.load_exported(path, chunk=8)  # another chunk size: the batch dimension is symbolic
+    reference = inference.load_checkpoint(saved)
+    for a, b in zip(exported(x), reference(x), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert (exported.layout, exported.window, exported.data) == (LAYOUT, TINY_CONFIG.window, DATA)
+
+
+def test_contributions_by_hand():
+    """CAM: class maps, median over time, CP - no CP, scaled by the largest magnitude, clipped at 0."""
+    rng = np.random.default_rng(0)
+    fmap, kernel = rng.normal(size=(3, 5, 4, 6)), rng.normal(size=(6, 2))
+    cam = np.einsum("btvc,ck->bktv", fmap, kernel)
+    diff = np.median(cam[:, 1], axis=1) - np.median(cam[:, 0], axis=1)
+    expected = np.maximum(diff / np.abs(diff).max(axis=1, keepdims=True), 0)
+    got = inference.window_contributions(fmap.astype(np.float32), kernel.astype(np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _copy(saved, tmp_path):
+    return shutil.copytree(saved, tmp_path / "copy")
+
+
+def test_missing_or_damaged_checkpoints_are_one_line_errors(saved, tmp_path):
+    with pytest.raises(InputError, match="checkpoint folder not found"):
+        checkpoint.restore_model(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no meta.json"):
+        checkpoint.restore_model(tmp_path / "empty")
+    copy = _copy(saved, tmp_path)
+    (copy / "meta.json").write_text("{ not json")
+    with pytest.raises(InputError, match="damaged checkpoint metadata"):
+        checkpoint.restore_model(copy)
+    shutil.rmtree(copy)
+    copy = _copy(saved, tmp_path)
+    for path in (copy / "state").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
+            path.write_bytes(b"\0" * 7)
+    with pytest.raises(InputError, match="damaged checkpoint"):
+        checkpoint.restore_model(copy)
+
+
+def test_weights_that_do_not_fit_the_settings_are_named(saved, tmp_path):
+    copy = _copy(saved, tmp_path)
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["features"]["streams"] = "JVB"  # three input streams: weights of one are stored
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="do not fit"):
+        checkpoint.restore_model(copy)
+    meta["features"]["streams"] = "V"
+    meta["arch"]["init_channels"] = "many"
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="init_channels"):
+        checkpoint.restore_model(copy)
+
+
+def test_run_state_round_trip_and_damage(tmp_path):
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "k": np.array([1, 2], np.uint32)}
+    checkpoint.save_run_state(tmp_path / "run", arrays, {"epoch": 3, "x": [1.5, None]})
+    back, info = checkpoint.restore_run_state(tmp_path / "run", arrays)
+    assert info == {"epoch": 3, "x": [1.5, None]}
+    for key in arrays:
+        np.testing.assert_array_equal(back[key], arrays[key])
+        assert np.asarray(back[key]).dtype == arrays[key].dtype
+    with pytest.raises(InputError, match="do not fit"):
+        checkpoint.restore_run_state(tmp_path / "run", {"a": np.zeros((3, 3), np.float32), "k": arrays["k"]})
+    (tmp_path / "run" / "progress.json").write_text("[")
+    with pytest.raises(InputError, match="damaged training state"):
+        checkpoint.restore_run_state(tmp_path / "run", arrays)
+
+
+def test_ensembles_need_the_same_windows(saved):
+    a = inference.load_checkpoint(saved)
+    b = inference.Predictor("other", a.layout, a.features, a.window + 1, a.hop, a.data, a.fn)
+    with pytest.raises(InputError, match="window differs"):
+        inference.check_compatible([a, b])
+    assert inference.check_compatible([a, a]) is a
+
+
+def test_jsonable_replaces_non_finite_numbers():
+    assert checkpoint.jsonable({"a": np.float32(1.5), "b": [float("nan"), np.inf], 3: np.arange(2)}) == {
+        "a": 1.5, "b": [None, None], "3": [0, 1]}
+    assert jax.tree.leaves(checkpoint.jsonable({"x": (1, 2)})) == [1, 2]
