@@ -140,7 +140,9 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
-def model_settings(meta: dict, where: str) -> tuple[Arch, HParams, Layout, FeatureConfig, int, int, DataSettings]:
+def model_settings(
+    meta: dict, where: str
+) -> tuple[Arch, HParams, Layout, FeatureConfig, int, int, DataSettings]:
     """The typed settings of a model's meta.json; anything missing or malformed is an InputError."""
     try:
         arch = from_dict(Arch, meta["arch"], f"{where} arch")
@@ -168,7 +170,9 @@ def restore_model(path: str | Path) -> RestoredModel:
     spec = engine.ProgramSpec(arch=arch, layout=layout, features=features, window=window)
     model = engine.make_model(spec)
     target = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), np.zeros(engine.input_shape(spec, 1), np.float32), train=False)
+        lambda: model.init(
+            jax.random.PRNGKey(0), np.zeros(engine.input_shape(spec, 1), np.float32), train=False
+        )
     )
     target = {"params": target["params"], "batch_stats": target.get("batch_stats", {})}
     tree = _restore_tree(path / "state", target, f"{path}")
@@ -194,8 +198,10 @@ def _restore_tree(directory: Path, target: Any, where: str) -> Any:
     expected = _leaf_shapes(target)
     if stored_shapes != expected:
         differ = sorted(set(stored_shapes.items()) ^ set(expected.items()))
-        raise InputError(f"{where}: the stored weights do not fit the architecture and feature settings of "
-                         f"its meta.json (first difference at {differ[0][0]})")
+        raise InputError(
+            f"{where}: the stored weights do not fit the architecture and feature settings of "
+            f"its meta.json (first difference at {differ[0][0]})"
+        )
     try:
         return _orbax().StandardCheckpointer().restore(directory.resolve(), target)
     except Exception as error:

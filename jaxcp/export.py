@@ -44,8 +44,9 @@ def export_forward(restored: RestoredModel, platforms: tuple[str, ...] = PLATFOR
     """The model's inference function with its weights, exported with a symbolic batch dimension."""
     from jaxcp import engine  # the network is needed to export it, not to run the export
 
-    spec = engine.ProgramSpec(arch=restored.arch, layout=restored.layout, features=restored.features,
-                              window=restored.window)
+    spec = engine.ProgramSpec(
+        arch=restored.arch, layout=restored.layout, features=restored.features, window=restored.window
+    )
     forward = make_forward(engine.make_model(spec), restored.layout, restored.features)
     variables = restored.variables
     (batch,) = export.symbolic_shape("b")
@@ -83,7 +84,9 @@ def export_bytes(restored: RestoredModel, platforms: tuple[str, ...] = PLATFORMS
     return buffer.getvalue()
 
 
-def write_export(restored: RestoredModel, out_file: str | Path, platforms: tuple[str, ...] = PLATFORMS) -> Path:
+def write_export(
+    restored: RestoredModel, out_file: str | Path, platforms: tuple[str, ...] = PLATFORMS
+) -> Path:
     out_file = Path(out_file)
     atomic.write_bytes(out_file, export_bytes(restored, platforms))
     return out_file
@@ -116,20 +119,31 @@ def load_exported(path: str | Path, chunk: int = DEFAULT_CHUNK) -> Predictor:
     platform = jax.default_backend()
     platform = "cuda" if platform == "gpu" else platform
     if platform not in exported.platforms:
-        raise InputError(f"{path}: exported for {', '.join(exported.platforms)}, this machine runs {platform}")
+        raise InputError(
+            f"{path}: exported for {', '.join(exported.platforms)}, this machine runs {platform}"
+        )
     expected = (window, layout.num_joints, 2)
     if tuple(exported.in_avals[0].shape[1:]) != expected:
-        raise InputError(f"{path}: the exported function takes {exported.in_avals[0].shape}, meta.json says "
-                         f"windows of {expected}")
+        raise InputError(
+            f"{path}: the exported function takes {exported.in_avals[0].shape}, meta.json says "
+            f"windows of {expected}"
+        )
     return Predictor(str(path), layout, features, window, hop, data, jax.jit(exported.call), chunk, meta)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="jaxcp export", description=__doc__.splitlines()[0].split(": ", 1)[1])
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint folder (or a run with one seed)")
+    parser = argparse.ArgumentParser(
+        prog="jaxcp export", description=__doc__.splitlines()[0].split(": ", 1)[1]
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="model checkpoint folder (or a run with one seed)"
+    )
     parser.add_argument("--out", required=True, help="file to write, e.g. model.jaxcp")
-    parser.add_argument("--platforms", default=",".join(PLATFORMS),
-                        help="platforms to export for, comma-separated (default cpu,cuda)")
+    parser.add_argument(
+        "--platforms",
+        default=",".join(PLATFORMS),
+        help="platforms to export for, comma-separated (default cpu,cuda)",
+    )
     return parser.parse_args(argv)
 
 
@@ -148,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         exit_with(error)
     meta, _ = read_export(out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; {restored.layout.name}, window {restored.window}, "
-          f"streams {restored.features.streams}; platforms {', '.join(meta['platforms'])})")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; {restored.layout.name}, window {restored.window}, "
+        f"streams {restored.features.streams}; platforms {', '.join(meta['platforms'])})"
+    )
     return 0
 
 

@@ -56,8 +56,9 @@ class Predictor:
         windows = np.asarray(windows, np.float32)
         expected = (self.window, self.layout.num_joints, 2)
         if windows.ndim != 4 or windows.shape[1:] != expected:
-            raise InputError(f"{self.name}: expected windows (M, {', '.join(map(str, expected))}), "
-                             f"got {windows.shape}")
+            raise InputError(
+                f"{self.name}: expected windows (M, {', '.join(map(str, expected))}), got {windows.shape}"
+            )
         m = windows.shape[0]
         padded = np.concatenate([windows, np.zeros((-m % self.chunk, *expected), np.float32)])
         probs, contributions = [], []
@@ -69,7 +70,7 @@ class Predictor:
 
 
 def make_forward(model, layout: Layout, features: FeatureConfig) -> Callable:
-    """The pure inference function `forward(variables, windows (B, W, V, 2)) -> (probs (B,), contrib (B, V))`."""
+    """The pure inference `forward(variables, windows (B, W, V, 2)) -> (probs (B,), contributions (B, V))`."""
 
     def forward(variables, windows):
         x = compute_features(windows, layout, features)
@@ -103,12 +104,22 @@ def checkpoint_predictor(restored: RestoredModel, chunk: int = DEFAULT_CHUNK) ->
     """A Predictor from a restored checkpoint (the network is built from code)."""
     from jaxcp import engine  # local import: the model code is only needed here
 
-    spec = engine.ProgramSpec(arch=restored.arch, layout=restored.layout, features=restored.features,
-                              window=restored.window)
+    spec = engine.ProgramSpec(
+        arch=restored.arch, layout=restored.layout, features=restored.features, window=restored.window
+    )
     forward = _jitted_forward(engine.make_model(spec), restored.layout, restored.features)
     variables = jax.device_put(restored.variables)
-    return Predictor(str(restored.path), restored.layout, restored.features, restored.window, restored.hop,
-                     restored.data, functools.partial(forward, variables), chunk, restored.meta)
+    return Predictor(
+        str(restored.path),
+        restored.layout,
+        restored.features,
+        restored.window,
+        restored.hop,
+        restored.data,
+        functools.partial(forward, variables),
+        chunk,
+        restored.meta,
+    )
 
 
 def load_checkpoint(path: str | Path, chunk: int = DEFAULT_CHUNK) -> Predictor:
@@ -139,8 +150,10 @@ def check_compatible(predictors: Sequence[Predictor]) -> Predictor:
                            ("preprocessing", first.data.preprocess, other.data.preprocess)):  # fmt: skip
             if a != b:
                 name = getattr(a, "name", a)
-                raise InputError(f"{other.name}: its {what} differs from that of {first.name} "
-                                 f"({getattr(b, 'name', b)} vs {name}); an ensemble needs the same")
+                raise InputError(
+                    f"{other.name}: its {what} differs from that of {first.name} "
+                    f"({getattr(b, 'name', b)} vs {name}); an ensemble needs the same"
+                )
     return first
 
 
@@ -176,20 +189,23 @@ class EnsembleOutput:
         return np.stack([np.median(per_window[self.owner == i], axis=0) for i in range(self.risk.shape[0])])
 
 
-def run_ensemble(predictors: Sequence[Predictor], windows: np.ndarray, owner: np.ndarray,
-                 num_subjects: int) -> EnsembleOutput:
+def run_ensemble(
+    predictors: Sequence[Predictor], windows: np.ndarray, owner: np.ndarray, num_subjects: int
+) -> EnsembleOutput:
     """Every model on the same (M, W, V, 2) windows; `owner` (M,) gives each window's infant."""
     outputs = [p(windows) for p in predictors]
     model_probs = np.stack([o[0] for o in outputs]).astype(np.float64)
     window_probs = metrics.ensemble_window_probs(model_probs)
     risk = metrics.subject_scores(window_probs, owner, num_subjects)
     model_risks = np.stack([metrics.subject_scores(p, owner, num_subjects) for p in model_probs])
-    return EnsembleOutput(model_probs, window_probs, np.asarray(owner), np.stack([o[1] for o in outputs]),
-                          risk, model_risks)
+    return EnsembleOutput(
+        model_probs, window_probs, np.asarray(owner), np.stack([o[1] for o in outputs]), risk, model_risks
+    )
 
 
-def load_predictors(checkpoints: Sequence[str | Path] = (), exported: Sequence[str | Path] = (),
-                    chunk: int = DEFAULT_CHUNK) -> list[Predictor]:
+def load_predictors(
+    checkpoints: Sequence[str | Path] = (), exported: Sequence[str | Path] = (), chunk: int = DEFAULT_CHUNK
+) -> list[Predictor]:
     """Predictors of checkpoint folders (training runs expand to their seeds) and exported files."""
     from jaxcp.export import load_exported  # local import: export builds on this module
 

@@ -63,7 +63,8 @@ class RunRequest:
     def to_json(self, sizes: dict) -> dict:
         return {"format": RUN_FORMAT, "arch": to_dict(self.arch), "hparams": to_dict(self.hparams),
                 "config": to_dict(self.config), "seeds": list(self.seeds), "data": self.data,
-                "train_split": self.train_split, "val_split": self.val_split, "data_sizes": sizes}  # fmt: skip
+                "train_split": self.train_split, "val_split": self.val_split,
+                "data_sizes": sizes}  # fmt: skip
 
 
 def read_arch(path: str, space: str) -> tuple[Arch, HParams]:
@@ -83,8 +84,14 @@ def build_config(epochs: int | None, overrides: list[str]) -> TrainConfig:
     if epochs is not None:
         mapping["epochs"] = epochs
     config = from_dict(TrainConfig, mapping, "--set")
-    checks = {"epochs": config.epochs >= 1, "eval_every": config.eval_every >= 1, "window": config.window >= 3,
-              "hop": config.hop >= 1, "eval_last": config.eval_last >= 0, "eval_batch": config.eval_batch >= 1}
+    checks = {
+        "epochs": config.epochs >= 1,
+        "eval_every": config.eval_every >= 1,
+        "window": config.window >= 3,
+        "hop": config.hop >= 1,
+        "eval_last": config.eval_last >= 0,
+        "eval_batch": config.eval_batch >= 1,
+    }
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
         raise InputError(f"--set {bad[0]}={getattr(config, bad[0])}: not a usable value")
@@ -110,7 +117,9 @@ def check_out_dir(out_dir: Path, run: dict, restart: bool) -> str:
     run_file = out_dir / RUN_FILE
     if not run_file.is_file():
         if out_dir.is_dir() and any(out_dir.iterdir()):
-            raise InputError(f"{out_dir}: not empty and not a jaxcp training run (no {RUN_FILE}); choose a new --out")
+            raise InputError(
+                f"{out_dir}: not empty and not a jaxcp training run (no {RUN_FILE}); choose a new --out"
+            )
         return "new"
     if restart:
         for path in [out_dir / SUMMARY_FILE, out_dir / PROGRESS_DIR, *out_dir.glob("seed_*")]:
@@ -122,8 +131,9 @@ def check_out_dir(out_dir: Path, run: dict, restart: bool) -> str:
         raise InputError(f"{run_file}: unreadable; use --restart to start this run again") from None
     difference = _first_difference(old, run) if isinstance(old, dict) else "format"
     if difference:
-        raise InputError(f"{out_dir}: holds a run with different settings: {difference}; use another --out or "
-                         "--restart")
+        raise InputError(
+            f"{out_dir}: holds a run with different settings: {difference}; use another --out or --restart"
+        )
     return "finished" if (out_dir / SUMMARY_FILE).is_file() else "resume"
 
 
@@ -140,9 +150,11 @@ class Progress:
         per_epoch = (time.perf_counter() - self.start) / max(done, 1)
         eta = per_epoch * (self.total - report.epoch)
         best = [s["best_auc"] for s in report.summaries]
-        text = (f"epoch {report.epoch:>{len(str(self.total))}}/{self.total}  loss {np.mean(report.losses):.4f}"
-                + (f"  val AUC {_join(report.val_auc)}" if report.evaluated else "")
-                + f"  best {_join(best)}  {per_epoch:.1f} s/epoch  ETA {_duration(eta)}")
+        text = (
+            f"epoch {report.epoch:>{len(str(self.total))}}/{self.total}  loss {np.mean(report.losses):.4f}"
+            + (f"  val AUC {_join(report.val_auc)}" if report.evaluated else "")
+            + f"  best {_join(best)}  {per_epoch:.1f} s/epoch  ETA {_duration(eta)}"
+        )
         if self.bar:
             width = 24
             filled = int(width * report.epoch / self.total)
@@ -163,7 +175,11 @@ def _join(values) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 def save_best(out_dir: Path, run: StudentRun, report: EpochReport, request: RunRequest, layout, data) -> None:
@@ -175,12 +191,20 @@ def save_best(out_dir: Path, run: StudentRun, report: EpochReport, request: RunR
             seed_dir(out_dir, int(k)), params=state.params, batch_stats=state.batch_stats, arch=request.arch,
             hparams=request.hparams, layout=layout, features=request.config.features,
             window=request.config.window, hop=request.config.hop, metrics=tracker.best_metrics[k], data=data,
-            extra={"best_epoch": int(tracker.best_epoch[k]), "seed": request.seeds[k], "split": request.val_split},
+            extra={"best_epoch": int(tracker.best_epoch[k]), "seed": request.seeds[k],
+                   "split": request.val_split},
         )  # fmt: skip
 
 
-def train_run(request: RunRequest, out_dir: Path, *, restart: bool = False, quiet: bool = False,
-              save_every: int = 1, log=print) -> dict:
+def train_run(
+    request: RunRequest,
+    out_dir: Path,
+    *,
+    restart: bool = False,
+    quiet: bool = False,
+    save_every: int = 1,
+    log=print,
+) -> dict:
     """Train (or resume, or find finished) the run of `request` in `out_dir`; returns the summary."""
     data_dir = Path(request.data)
     layout = dataset_layout(data_dir)
@@ -197,8 +221,15 @@ def train_run(request: RunRequest, out_dir: Path, *, restart: bool = False, quie
         atomic.write_text(out_dir / "config.yaml", dump_yaml(request.config))
         atomic.write_text(out_dir / RUN_FILE, json.dumps(run_json, indent=2))
     config = request.config
-    run = StudentRun(request.arch, [request.hparams] * len(request.seeds), request.seeds,
-                     make_train_data(train_set, config), make_eval_data(val_set, layout, config), layout, config)
+    run = StudentRun(
+        request.arch,
+        [request.hparams] * len(request.seeds),
+        request.seeds,
+        make_train_data(train_set, config),
+        make_eval_data(val_set, layout, config),
+        layout,
+        config,
+    )
     if mode == "resume" and (out_dir / PROGRESS_DIR).is_dir():
         arrays, info = checkpoint.restore_run_state(out_dir / PROGRESS_DIR, run.snapshot()[0])
         run.restore(arrays, info)
@@ -225,8 +256,13 @@ def write_summary(out_dir: Path, run: StudentRun, request: RunRequest) -> dict:
                       "best_epoch": result.best_epoch, "checkpoint": path.name if path.is_dir() else None,
                       "metrics": result.metrics, "history": result.history})  # fmt: skip
     result = run.results()[0]
-    summary = {"epochs": run.epoch, "seconds_compile": result.seconds_compile,
-               "seconds_train": result.seconds_train, "seconds_eval": result.seconds_eval, "seeds": seeds}
+    summary = {
+        "epochs": run.epoch,
+        "seconds_compile": result.seconds_compile,
+        "seconds_train": result.seconds_train,
+        "seconds_eval": result.seconds_eval,
+        "seeds": seeds,
+    }
     atomic.write_text(out_dir / SUMMARY_FILE, json.dumps(checkpoint.jsonable(summary), indent=2))
     return checkpoint.jsonable(summary)
 
@@ -236,11 +272,15 @@ def format_summary(summary: dict) -> str:
     for s in summary["seeds"]:
         m = s["metrics"] or {}
         auc, acc = m.get("auc"), m.get("accuracy")
-        lines.append(f"{s['seed']:>6} {s['status']:<14} {s['best_epoch']:>10} "
-                     f"{'-' if auc is None else f'{auc:.3f}':>8} {'-' if acc is None else f'{acc:.3f}':>8}  "
-                     f"{s['checkpoint'] or '-'}")
-    lines.append(f"{summary['epochs']} epochs; compile {summary['seconds_compile']:.1f} s, train "
-                 f"{summary['seconds_train']:.1f} s, validation {summary['seconds_eval']:.1f} s")
+        lines.append(
+            f"{s['seed']:>6} {s['status']:<14} {s['best_epoch']:>10} "
+            f"{'-' if auc is None else f'{auc:.3f}':>8} {'-' if acc is None else f'{acc:.3f}':>8}  "
+            f"{s['checkpoint'] or '-'}"
+        )
+    lines.append(
+        f"{summary['epochs']} epochs; compile {summary['seconds_compile']:.1f} s, train "
+        f"{summary['seconds_train']:.1f} s, validation {summary['seconds_eval']:.1f} s"
+    )
     return "\n".join(lines)
 
 
@@ -252,19 +292,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--arch", required=True, help="architecture file (arch: and hparams: sections)")
-    parser.add_argument("--data", required=True, help="processed dataset folder (jaxcp prepare, or AutoCP npy)")
-    parser.add_argument("--out", required=True, help="run folder (created; an unfinished run there is resumed)")
-    parser.add_argument("--space", default="autocp",
-                        help="search space the architecture must belong to (a name, a YAML file, or none)")
+    parser.add_argument(
+        "--data", required=True, help="processed dataset folder (jaxcp prepare, or AutoCP npy)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="run folder (created; an unfinished run there is resumed)"
+    )
+    parser.add_argument(
+        "--space",
+        default="autocp",
+        help="search space the architecture must belong to (a name, a YAML file, or none)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default 300)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds trained together, each with a checkpoint")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="first seed (seeds are seed, seed+1, ...)")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="first seed (seeds are seed, seed+1, ...)"
+    )
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="val")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="a training setting, e.g. window=150 or features.streams=JVBA (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="a training setting, e.g. window=150 or features.streams=JVBA (repeatable)",
+    )
     parser.add_argument("--save-every", type=int, default=1, help="epochs between saved training states")
-    parser.add_argument("--restart", action="store_true", help="discard an unfinished or finished run in --out")
+    parser.add_argument(
+        "--restart", action="store_true", help="discard an unfinished or finished run in --out"
+    )
     parser.add_argument("--quiet", action="store_true", help="plain progress lines instead of a bar")
     return parser.parse_args(argv)
 
@@ -277,16 +334,20 @@ def main(argv: list[str] | None = None) -> int:
         arch, hparams = read_arch(args.arch, args.space)
         config = build_config(args.epochs, args.overrides)
         seeds = tuple(args.seed + k for k in range(args.seeds))
-        request = RunRequest(arch, hparams, config, seeds, str(Path(args.data).resolve()), args.train_split,
-                             args.val_split)
+        request = RunRequest(
+            arch, hparams, config, seeds, str(Path(args.data).resolve()), args.train_split, args.val_split
+        )
         enable_compilation_cache()
-        summary = train_run(request, Path(args.out), restart=args.restart, quiet=args.quiet,
-                            save_every=args.save_every)
+        summary = train_run(
+            request, Path(args.out), restart=args.restart, quiet=args.quiet, save_every=args.save_every
+        )
     except InputError as error:
         exit_with(error)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; run the same command again to resume from {Path(args.out) / PROGRESS_DIR}",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted; run the same command again to resume from {Path(args.out) / PROGRESS_DIR}",
+            file=sys.stderr,
+        )
         return 130
     print(format_summary(summary))
     return 0

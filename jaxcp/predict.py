@@ -98,8 +98,15 @@ def results_csv(risk: float, threshold: float, certain: bool | None) -> str:
     return f"{header}\n{row}\n"
 
 
-def write_outputs(out_dir: Path, items: list[Prepared], output: EnsembleOutput, predictors: list[Predictor],
-                  threshold: float, fps: float, contributions: bool) -> list[dict]:
+def write_outputs(
+    out_dir: Path,
+    items: list[Prepared],
+    output: EnsembleOutput,
+    predictors: list[Predictor],
+    threshold: float,
+    fps: float,
+    contributions: bool,
+) -> list[dict]:
     """Write every infant's files; returns one summary dict per infant."""
     certain = output.certain(threshold)
     joints = predictors[0].layout.joints
@@ -114,7 +121,8 @@ def write_outputs(out_dir: Path, items: list[Prepared], output: EnsembleOutput, 
                   "window_probabilities": output.window_probs[mine].tolist(),
                   "model_window_probabilities": output.model_probs[:, mine].tolist(),
                   "models": [p.name for p in predictors], "model_risks": output.model_risks[:, i].tolist(),
-                  "risk": risk, "prediction_threshold": threshold, "positive_classification": risk >= threshold,
+                  "risk": risk, "prediction_threshold": threshold,
+                  "positive_classification": risk >= threshold,
                   "certain_classification": sure}  # fmt: skip
         atomic.write_text(out_dir / f"{item.id}_results.csv", results_csv(risk, threshold, sure))
         atomic.write_text(out_dir / f"{item.id}_windows.json", json.dumps(jsonable(record), indent=1) + "\n")
@@ -152,8 +160,15 @@ def plot_contributions(path: Path, item: Prepared, values: np.ndarray, layout: L
     atomic.write_bytes(path, buffer.getvalue())
 
 
-def predict(predictors: list[Predictor], inputs: list[str], out_dir: Path, *, fps: float = DEFAULT_FPS,
-            threshold: float = 0.5, contributions: bool = False) -> list[dict]:
+def predict(
+    predictors: list[Predictor],
+    inputs: list[str],
+    out_dir: Path,
+    *,
+    fps: float = DEFAULT_FPS,
+    threshold: float = 0.5,
+    contributions: bool = False,
+) -> list[dict]:
     """Read and check all recordings, score them, then write the outputs; returns per-infant summaries."""
     first = check_compatible(predictors)
     items = [prepare(key, path, first, fps) for key, path in find_inputs(inputs)]
@@ -165,9 +180,13 @@ def predict(predictors: list[Predictor], inputs: list[str], out_dir: Path, *, fp
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="jaxcp predict", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="jaxcp predict", description=__doc__.splitlines()[0].split(": ", 1)[1]
+    )
     parser.add_argument("recordings", nargs="*", metavar="RECORDING", help="recording files or raw folders")
-    parser.add_argument("--checkpoint", nargs="+", default=[], help="model checkpoint folders or training runs")
+    parser.add_argument(
+        "--checkpoint", nargs="+", default=[], help="model checkpoint folders or training runs"
+    )
     parser.add_argument("--model", nargs="+", default=[], help="exported model files (jaxcp export)")
     parser.add_argument("--out", default="predictions", help="output folder (default predictions/)")
     parser.add_argument("--fps", default=str(DEFAULT_FPS), help="frame rate of the recordings (default 30)")
@@ -209,15 +228,23 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--threshold {args.threshold}: must be in [0, 1]")
         enable_compilation_cache()
         predictors = load_predictors(args.checkpoint, args.model)
-        summaries = predict(predictors, args.recordings, Path(args.out), fps=fps, threshold=args.threshold,
-                            contributions=args.contributions)
+        summaries = predict(
+            predictors,
+            args.recordings,
+            Path(args.out),
+            fps=fps,
+            threshold=args.threshold,
+            contributions=args.contributions,
+        )
     except InputError as error:
         exit_with(error)
     for s in summaries:
         certain = "" if s["certain"] is None else ("  certain" if s["certain"] else "  uncertain")
         print(f"{s['id']}: risk {s['risk']:.3f}  {'CP' if s['positive'] else 'no CP'}{certain}")
-    print(f"{len(summaries)} recording(s), {len(predictors)} model(s), {time.perf_counter() - start:.1f} s; "
-          f"results in {args.out}")
+    print(
+        f"{len(summaries)} recording(s), {len(predictors)} model(s), {time.perf_counter() - start:.1f} s; "
+        f"results in {args.out}"
+    )
     return 0
 
 

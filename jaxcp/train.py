@@ -177,8 +177,10 @@ class StudentRun:
             raise ValueError("students trained together need one batch size and one seed each")
         batch_size = next(iter(sizes))
         if len(train.plan.infant) < batch_size:
-            raise InputError(f"an epoch has {len(train.plan.infant)} training windows, fewer than a batch of "
-                             f"{batch_size}; raise parts_positive / parts_negative or use more infants")
+            raise InputError(
+                f"an epoch has {len(train.plan.infant)} training windows, fewer than a batch of "
+                f"{batch_size}; raise parts_positive / parts_negative or use more infants"
+            )
         self.config, self.train, self.val = config, train, val
         self.seeds = tuple(int(s) for s in seeds)
         self.programs = engine.get_programs(program_spec(arch, layout, batch_size, config))
@@ -238,7 +240,9 @@ class StudentRun:
             compile_s=self.seconds["compile"] + self.compiled.seconds,
             train_s=self.seconds["train"],
             eval_s=self.seconds["eval"],
-            states=[engine.select_student(self.best_state, i) for i in range(self.num_students)] if keep else None,
+            states=[engine.select_student(self.best_state, i) for i in range(self.num_students)]
+            if keep
+            else None,
         )
 
     def snapshot(self) -> tuple[dict, dict]:
@@ -253,7 +257,9 @@ class StudentRun:
 
     def restore(self, arrays: dict, info: dict) -> None:
         """Continue from a `snapshot()` of a run with the same arguments."""
-        if list(info["seeds"]) != list(self.seeds) or ("best_state" in arrays) != (self.best_state is not None):
+        if list(info["seeds"]) != list(self.seeds) or ("best_state" in arrays) != (
+            self.best_state is not None
+        ):
             raise ValueError("snapshot of a different run (seeds or kept states differ)")
         self.state = jax.tree.map(jnp.asarray, arrays["state"])
         self.epoch_keys = jnp.asarray(arrays["epoch_keys"])

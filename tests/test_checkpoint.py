@@ -16,8 +16,9 @@ from jaxcp.config import from_dict, to_dict
 from jaxcp.data.preprocess import PreprocessConfig
 from jaxcp.errors import InputError
 
-DATA = DataSettings(preprocess=PreprocessConfig(trunk_multiple=4.0), confidence_threshold=0.25, fps=30.0,
-                    source="/somewhere")
+DATA = DataSettings(
+    preprocess=PreprocessConfig(trunk_multiple=4.0), confidence_threshold=0.25, fps=30.0, source="/somewhere"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def saved(trained, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "model"
     checkpoint.save_model(path, params=state.params, batch_stats=state.batch_stats, arch=TINY_ARCH,
                           hparams=TINY_HPARAMS, layout=LAYOUT, features=TINY_CONFIG.features,
-                          window=TINY_CONFIG.window, hop=TINY_CONFIG.hop, metrics={"auc": 0.75, "ppv": float("nan")},
+                          window=TINY_CONFIG.window, hop=TINY_CONFIG.hop,
+                          metrics={"auc": 0.75, "ppv": float("nan")},
                           data=DATA, extra={"best_epoch": 1})  # fmt: skip
     return path
 
@@ -49,8 +51,11 @@ def windows(count: int = 21) -> np.ndarray:
 def test_restored_model_has_every_setting(saved):
     restored = checkpoint.restore_model(saved)
     assert (restored.arch, restored.hparams, restored.layout) == (TINY_ARCH, TINY_HPARAMS, LAYOUT)
-    assert (restored.features, restored.window, restored.hop) == (TINY_CONFIG.features, TINY_CONFIG.window,
-                                                                 TINY_CONFIG.hop)
+    assert (restored.features, restored.window, restored.hop) == (
+        TINY_CONFIG.features,
+        TINY_CONFIG.window,
+        TINY_CONFIG.hop,
+    )
     assert restored.data == DATA
     assert restored.metrics == {"auc": 0.75, "ppv": None} and restored.meta["best_epoch"] == 1
     assert from_dict(DataSettings, to_dict(DATA)) == DATA
@@ -157,5 +162,8 @@ def test_ensembles_need_the_same_windows(saved):
 
 def test_jsonable_replaces_non_finite_numbers():
     assert checkpoint.jsonable({"a": np.float32(1.5), "b": [float("nan"), np.inf], 3: np.arange(2)}) == {
-        "a": 1.5, "b": [None, None], "3": [0, 1]}
+        "a": 1.5,
+        "b": [None, None],
+        "3": [0, 1],
+    }
     assert jax.tree.leaves(checkpoint.jsonable({"x": (1, 2)})) == [1, 2]

@@ -35,8 +35,22 @@ def run_main(main, argv, capsys) -> tuple[int, str, str]:
 
 def train_argv(arch_file: Path, out: Path) -> list:
     sets = [x for item in TINY_OVERRIDES for x in ("--set", item)]
-    return ["--arch", arch_file, "--data", cohort(), "--out", out, "--epochs", EPOCHS, "--seeds", 2, "--space",
-            "none", "--quiet", *sets]
+    return [
+        "--arch",
+        arch_file,
+        "--data",
+        cohort(),
+        "--out",
+        out,
+        "--epochs",
+        EPOCHS,
+        "--seeds",
+        2,
+        "--space",
+        "none",
+        "--quiet",
+        *sets,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +142,29 @@ def expected_scores(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, 
     probs = np.stack([inference.load_checkpoint(run_dir / f"seed_{k}")(windows.windows)[0] for k in range(2)])
     per_window = np.median(probs, axis=0)
     risk = np.array([np.median(per_window[windows.owner == i]) for i in range(dataset.num_infants)])
-    model_risks = [np.array([np.median(p[windows.owner == i]) for i in range(dataset.num_infants)]) for p in probs]
+    model_risks = [
+        np.array([np.median(p[windows.owner == i]) for i in range(dataset.num_infants)]) for p in probs
+    ]
     return dataset.labels, risk, model_risks
 
 
 def test_evaluate_ensemble_report_holds_the_numbers(run_dir, tmp_path, capsys):
-    code, out, err = run_main(evaluate.main, ["--checkpoint", run_dir, "--data", cohort(), "--split", "test",
-                                              "--out", tmp_path / "report", "--bootstrap", 200], capsys)
+    code, out, err = run_main(
+        evaluate.main,
+        [
+            "--checkpoint",
+            run_dir,
+            "--data",
+            cohort(),
+            "--split",
+            "test",
+            "--out",
+            tmp_path / "report",
+            "--bootstrap",
+            200,
+        ],
+        capsys,
+    )
     assert code == 0, err
     result = json.loads((tmp_path / "report" / "metrics.json").read_text())
     labels, risk, model_risks = expected_scores(run_dir, "test")
@@ -142,8 +172,11 @@ def test_evaluate_ensemble_report_holds_the_numbers(run_dir, tmp_path, capsys):
     predicted = risk >= 0.5
     s = result["subject"]
     assert (s["tp"], s["fp"], s["tn"], s["fn"]) == (
-        int((predicted & (labels == 1)).sum()), int((predicted & (labels == 0)).sum()),
-        int((~predicted & (labels == 0)).sum()), int((~predicted & (labels == 1)).sum()))
+        int((predicted & (labels == 1)).sum()),
+        int((predicted & (labels == 0)).sum()),
+        int((~predicted & (labels == 0)).sum()),
+        int((~predicted & (labels == 1)).sum()),
+    )
     assert s["auc"] == pytest.approx(metrics.roc_auc(labels, risk))
     low, high = metrics.clopper_pearson(s["tp"] + s["tn"], len(labels))
     assert (s["accuracy_ci_low"], s["accuracy_ci_high"]) == (pytest.approx(low), pytest.approx(high))
@@ -151,15 +184,35 @@ def test_evaluate_ensemble_report_holds_the_numbers(run_dir, tmp_path, capsys):
     assert [i["certain"] for i in result["infants"]] == certain.tolist()
     report = (tmp_path / "report" / "report.md").read_text()
     row = f"| {s['tp']} | {s['fp']} | {s['tn']} | {s['fn']} | "
-    assert row in report and "0.5 (default)" in report and f"{s['accuracy']:.3f} ({low:.3f}-{high:.3f})" in report
+    assert (
+        row in report
+        and "0.5 (default)" in report
+        and f"{s['accuracy']:.3f} ({low:.3f}-{high:.3f})" in report
+    )
     for name in ("roc.png", "scores.png", "infants.csv"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     assert (tmp_path / "report" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_threshold_chosen_on_validation(run_dir, tmp_path, capsys):
-    code, _, err = run_main(evaluate.main, ["--checkpoint", run_dir / "seed_0", "--data", cohort(), "--threshold",
-                                            "youden", "--out", tmp_path, "--format", "html", "--bootstrap", 50], capsys)
+    code, _, err = run_main(
+        evaluate.main,
+        [
+            "--checkpoint",
+            run_dir / "seed_0",
+            "--data",
+            cohort(),
+            "--threshold",
+            "youden",
+            "--out",
+            tmp_path,
+            "--format",
+            "html",
+            "--bootstrap",
+            50,
+        ],
+        capsys,
+    )
     assert code == 0, err
     result = json.loads((tmp_path / "metrics.json").read_text())
     val = load_dataset(cohort(), "val")
@@ -173,21 +226,26 @@ def test_evaluate_threshold_chosen_on_validation(run_dir, tmp_path, capsys):
     assert "chosen on the &#x27;val&#x27; split" in (tmp_path / "report.html").read_text()
 
 
-# ---------------------------------------------------------------------------------------------- predict, export
+# ------------------------------------------------------------------------------------------ predict, export
 
 
 def test_predict_matches_evaluate_and_writes_movementoutcome_files(run_dir, tmp_path, capsys):
     test_ids = load_dataset(cohort(), "test").ids
     raw = cohort().parent / "raw"
     files = [raw / f"orgcoords_{i}.csv" for i in test_ids]
-    code, out, err = run_main(predict.main, ["--checkpoint", run_dir, *files, "--out", tmp_path, "--contributions"],
-                              capsys)
+    code, out, err = run_main(
+        predict.main, ["--checkpoint", run_dir, *files, "--out", tmp_path, "--contributions"], capsys
+    )
     assert code == 0, err
     labels, risk, _ = expected_scores(run_dir, "test")
     for i, key in enumerate(test_ids):
         rows = list(csv.DictReader((tmp_path / f"{key}_results.csv").open()))
-        assert list(rows[0]) == ["risk", "prediction_threshold", "positive_classification",
-                                 "certain_classification"]
+        assert list(rows[0]) == [
+            "risk",
+            "prediction_threshold",
+            "positive_classification",
+            "certain_classification",
+        ]
         assert float(rows[0]["risk"]) == pytest.approx(risk[i], rel=1e-6)
         assert rows[0]["positive_classification"] == str(bool(risk[i] >= 0.5))
         windows = json.loads((tmp_path / f"{key}_windows.json").read_text())
@@ -221,10 +279,17 @@ def test_export_then_predict_gives_the_checkpoint_probabilities(run_dir, tmp_pat
 def other_layout(tmp_path_factory) -> Path:
     """A tiny cohort of in-motion-19 recordings, raw and processed."""
     root = tmp_path_factory.mktemp("layout19")
-    synth.generate_cohort(root / "raw", layout="in-motion-19", infants=6, minutes=0.2, cp_fraction=0.5, seed=2,
-                          workers=1)
-    prepare_dataset(root / "raw", root / "processed", layout="in-motion-19", config=PrepareConfig(window=WINDOW),
-                    seed=2, workers=1)
+    synth.generate_cohort(
+        root / "raw", layout="in-motion-19", infants=6, minutes=0.2, cp_fraction=0.5, seed=2, workers=1
+    )
+    prepare_dataset(
+        root / "raw",
+        root / "processed",
+        layout="in-motion-19",
+        config=PrepareConfig(window=WINDOW),
+        seed=2,
+        workers=1,
+    )
     return root
 
 
@@ -244,11 +309,16 @@ def test_bad_inputs_are_one_line_errors_and_leave_results_intact(run_dir, other_
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     # a checkpoint for another layout than the data
-    code, _, err = run_main(evaluate.main, ["--checkpoint", run_dir, "--data", other_layout / "processed",
-                                            "--out", tmp_path / "r"], capsys)
+    code, _, err = run_main(
+        evaluate.main,
+        ["--checkpoint", run_dir, "--data", other_layout / "processed", "--out", tmp_path / "r"],
+        capsys,
+    )
     assert_one_line_error(code, err, "layout 'in-motion-29'", "in-motion-19")
     # recordings with missing joints (a 19-joint file for a 29-joint model)
-    other = shutil.copy(sorted((other_layout / "raw").glob("orgcoords_*.csv"))[0], tmp_path / "orgcoords_v19.csv")
+    other = shutil.copy(
+        sorted((other_layout / "raw").glob("orgcoords_*.csv"))[0], tmp_path / "orgcoords_v19.csv"
+    )
     code, _, err = run_main(predict.main, ["--checkpoint", run_dir, good, other, "--out", out], capsys)
     assert_one_line_error(code, err, str(other), "no x/y columns")
     # a recording shorter than a window
@@ -261,7 +331,9 @@ def test_bad_inputs_are_one_line_errors_and_leave_results_intact(run_dir, other_
     (tmp_path / "empty").mkdir()
     code, _, err = run_main(predict.main, ["--checkpoint", run_dir, tmp_path / "empty", "--out", out], capsys)
     assert_one_line_error(code, err, "no recordings")
-    code, _, err = run_main(predict.main, ["--checkpoint", run_dir, tmp_path / "nope.csv", "--out", out], capsys)
+    code, _, err = run_main(
+        predict.main, ["--checkpoint", run_dir, tmp_path / "nope.csv", "--out", out], capsys
+    )
     assert_one_line_error(code, err, "no such file")
     # a damaged checkpoint, a checkpoint of another feature set, a damaged export file
     damaged = shutil.copytree(run_dir / "seed_0", tmp_path / "damaged")
@@ -278,7 +350,9 @@ def test_bad_inputs_are_one_line_errors_and_leave_results_intact(run_dir, other_
     code, _, err = run_main(predict.main, ["--model", tmp_path / "bad.jaxcp", good, "--out", out], capsys)
     assert_one_line_error(code, err, "not a jaxcp export file")
     # bad arguments
-    code, _, err = run_main(evaluate.main, ["--checkpoint", run_dir, "--data", cohort(), "--threshold", "2"], capsys)
+    code, _, err = run_main(
+        evaluate.main, ["--checkpoint", run_dir, "--data", cohort(), "--threshold", "2"], capsys
+    )
     assert_one_line_error(code, err, "--threshold")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
@@ -293,11 +367,25 @@ def test_progress_lines_without_a_terminal(capsys):
 
     stream = io.StringIO()
     progress = longrun.Progress(10, 0, quiet=False, stream=stream)
-    report = train_module.EpochReport(5, np.array([0.5, 0.7]), True, np.array([0.75, np.nan]),
-                                      np.array([True, False]), [{"best_auc": 0.75}, {"best_auc": None}])
+    report = train_module.EpochReport(
+        5,
+        np.array([0.5, 0.7]),
+        True,
+        np.array([0.75, np.nan]),
+        np.array([True, False]),
+        [{"best_auc": 0.75}, {"best_auc": None}],
+    )
     progress.update(report)
-    progress.update(train_module.EpochReport(6, np.array([0.4, 0.6]), False, np.full(2, np.nan),
-                                             np.zeros(2, bool), [{"best_auc": 0.75}, {"best_auc": None}]))
+    progress.update(
+        train_module.EpochReport(
+            6,
+            np.array([0.4, 0.6]),
+            False,
+            np.full(2, np.nan),
+            np.zeros(2, bool),
+            [{"best_auc": 0.75}, {"best_auc": None}],
+        )
+    )
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1 and "epoch  5/10" in lines[0] and "loss 0.6000" in lines[0]
     assert "val AUC 0.750/-" in lines[0] and "\r" not in stream.getvalue()

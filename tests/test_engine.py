@@ -13,7 +13,10 @@ from jaxcp import engine, optim, train
 from jaxcp.space import HParams
 
 # two students that differ in everything that can be vmapped: seed, optimizer, lr, weight decay, momentum
-STUDENTS = [TINY_HPARAMS, HParams(optimizer="sgd", lr=0.001, weight_decay=0.0001, momentum=0.9, batch_size=16)]
+STUDENTS = [
+    TINY_HPARAMS,
+    HParams(optimizer="sgd", lr=0.001, weight_decay=0.0001, momentum=0.9, batch_size=16),
+]
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +95,15 @@ def test_no_recompilation_across_epochs_and_students(run):
 def test_featurise_matches_per_window_features():
     from jaxcp.features import compute_features
 
-    windows = np.random.default_rng(0).normal(size=(5, TINY_CONFIG.window, LAYOUT.num_joints, 2)).astype(np.float32)
+    windows = (
+        np.random.default_rng(0).normal(size=(5, TINY_CONFIG.window, LAYOUT.num_joints, 2)).astype(np.float32)
+    )
     batched = engine.featurise(jnp.asarray(windows), LAYOUT, TINY_CONFIG.features, chunk=2)
     assert batched.shape == (5, TINY_CONFIG.features.num_streams, TINY_CONFIG.window, LAYOUT.num_joints, 4)
     for i in range(5):
-        np.testing.assert_allclose(batched[i], compute_features(windows[i], LAYOUT, TINY_CONFIG.features), atol=1e-6)
+        np.testing.assert_allclose(
+            batched[i], compute_features(windows[i], LAYOUT, TINY_CONFIG.features), atol=1e-6
+        )
 
 
 def test_where_students_picks_per_student():

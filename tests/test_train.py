@@ -119,7 +119,9 @@ def test_snapshot_restore_continues_bit_for_bit(tmp_path):
     assert second.epoch == 1
     while not second.finished:
         second.run_epoch()
-    for a, b in zip(jax.tree.leaves(straight.snapshot()[0]), jax.tree.leaves(second.snapshot()[0]), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(straight.snapshot()[0]), jax.tree.leaves(second.snapshot()[0]), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     as_text = lambda run: json.dumps(run.tracker.to_dict(), sort_keys=True)  # noqa: E731 (NaN == NaN as text)
     assert as_text(straight) == as_text(second)
@@ -141,7 +143,9 @@ def test_it_learns_the_synthetic_cp_pattern():
     """
     train_data, val_data = tiny_data()
     config = dataclasses.replace(TINY_CONFIG, epochs=16, eval_every=4)
-    results = train.train_students(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, config)
+    results = train.train_students(
+        TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, config
+    )
     assert max(r.reward for r in results) >= 0.8
     for r in results:
         losses = [h["loss"] for h in r.history]

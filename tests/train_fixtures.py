@@ -27,9 +27,9 @@ WINDOW = 90  # 3 s windows: long enough to see the synthetic CP pattern (limbs m
 # 3 hops, so that one limb's movement meets another's.
 TINY_ARCH = Arch(
     init_channels=16, activation="relu", attention="ja", conv="basic", dropout=0.0, multi_gcn=False,
-    expand_ratio=1.0, reduct_ratio=2.0, blocks_in=1, depth_in=1, stride_in=3, scale_in=1.0, temporal_window_in=3,
-    graph_distance_in=3, blocks_main=1, depth_main=1, stride_main=1, scale_main=1.0, temporal_window_main=3,
-    graph_distance_main=1,
+    expand_ratio=1.0, reduct_ratio=2.0, blocks_in=1, depth_in=1, stride_in=3, scale_in=1.0,
+    temporal_window_in=3, graph_distance_in=3, blocks_main=1, depth_main=1, stride_main=1, scale_main=1.0,
+    temporal_window_main=3, graph_distance_main=1,
 )  # fmt: skip
 TINY_HPARAMS = HParams(optimizer="adam", lr=0.01, weight_decay=0.0, momentum=0.9, batch_size=16)
 TINY_CONFIG = train.TrainConfig(
@@ -49,8 +49,16 @@ def cohort(infants: int = 48, minutes: float = 0.5, difficulty: float = 0.0, see
     """A processed synthetic cohort (raw files in <root>/raw, processed in <root>/processed), made once."""
     root = _ROOT / f"cohort_{infants}_{minutes}_{difficulty}_{seed}"
     config = PrepareConfig(window=WINDOW, split=SplitConfig(test_fraction=0.2, val_fraction=0.3))
-    synth.generate_cohort(root / "raw", layout=LAYOUT, infants=infants, minutes=minutes, cp_fraction=0.4,
-                          difficulty=difficulty, seed=seed, workers=1)
+    synth.generate_cohort(
+        root / "raw",
+        layout=LAYOUT,
+        infants=infants,
+        minutes=minutes,
+        cp_fraction=0.4,
+        difficulty=difficulty,
+        seed=seed,
+        workers=1,
+    )
     prepare_dataset(root / "raw", root / "processed", layout=LAYOUT, config=config, seed=seed, workers=1)
     return root / "processed"
 
