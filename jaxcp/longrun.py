@@ -1,11 +1,12 @@
 """`python -m jaxcp.train`: the final, long training of one architecture in a run folder, resumable.
 
     python -m jaxcp.train --arch configs/arch/autocp_best.yaml --data data/processed --out runs/best \\
-        [--epochs 300] [--seeds 3] [--set window=150] [--quiet] [--restart]
+        [--epochs 300] [--seeds 3] [--set window=150] [--space autocp|FILE|none] [--quiet] [--restart]
 
 The long schedule of AutoCP (reference §7.3): learning rate halved at epochs 200 and 250, validation every
 5 epochs and every epoch of the last 15, no early stop. `--seeds N` trains N seeds of the architecture
-together (vmapped). The run folder OUT holds:
+together (vmapped). The architecture file must lie in `--space` (default: the paper's space; `none`
+skips that check). The run folder OUT holds:
 
     run.json       what was asked: arch, hparams, seeds, training settings, data folder and sizes
     arch.yaml      the architecture file; config.yaml: the resolved training settings
@@ -144,10 +145,14 @@ class Progress:
         self.stream = stream or sys.stderr
         self.bar = not quiet and self.stream.isatty()
         self.total, self.start_epoch, self.start = total, start_epoch, time.perf_counter()
+        self.first_done: tuple[int, float] | None = None
 
     def update(self, report: EpochReport) -> None:
-        done = report.epoch - self.start_epoch
-        per_epoch = (time.perf_counter() - self.start) / max(done, 1)
+        now = time.perf_counter()
+        if self.first_done is None:  # the first epoch includes compiling: time the others
+            self.first_done = (report.epoch, now)
+        done, since = report.epoch - self.first_done[0], now - self.first_done[1]
+        per_epoch = since / done if done else now - self.start
         eta = per_epoch * (self.total - report.epoch)
         best = [s["best_auc"] for s in report.summaries]
         text = (
