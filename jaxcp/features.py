@@ -26,7 +26,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.signal
 
 from jaxcp.errors import InputError
 from jaxcp.skeleton import Layout
@@ -85,6 +84,8 @@ def butterworth_operator(num_frames: int, order: int = 8, cutoff: float = 0.5) -
     Built by filtering the identity (the filter with odd padding and `sosfilt_zi` initial conditions is
     linear in x). Cached per (T, order, cutoff); the returned array is read-only.
     """
+    import scipy.signal  # imported here: it costs seconds of start-up for commands that never filter
+
     sos = scipy.signal.butter(order, cutoff, btype="low", output="sos")
     try:
         matrix = scipy.signal.sosfiltfilt(sos, np.eye(num_frames), axis=0)
