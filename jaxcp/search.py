@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import defaultdict
@@ -26,6 +25,7 @@ import jax
 import numpy as np
 
 from jaxcp import atomic, controller, replay
+from jaxcp.checkpoint import jsonable
 from jaxcp.config import dump_yaml, from_dict, load_yaml, to_dict
 from jaxcp.errors import InputError, exit_with
 from jaxcp.runtime import enable_compilation_cache
@@ -194,7 +194,7 @@ class Search:
                   "metrics": result.metrics, "checkpoint": str(out.relative_to(self.run_dir)),
                   "seconds_train": result.seconds_train, "seconds_compile": result.seconds_compile}  # fmt: skip
         atomic.write_text(out / "arch.yaml", arch_file_text(arch, hp))
-        self.meta["argmax"].append(_jsonable(record))
+        self.meta["argmax"].append(jsonable(record))
         self.meta["phase"] = "done"
         self._save()
         self.log.line(f"iteration {it}: argmax candidate validation AUC {result.reward:.3f}")
@@ -209,7 +209,7 @@ class Search:
             atomic.write_text(self.run_dir / "best.yaml", arch_file_text(arch, hp))
         summary = {"students": len(self.meta["students"]), "iterations": self.meta["iteration"],
                    "best": best, "argmax": self.meta["argmax"]}  # fmt: skip
-        atomic.write_text(self.run_dir / "summary.json", json.dumps(_jsonable(summary), indent=2))
+        atomic.write_text(self.run_dir / "summary.json", json.dumps(jsonable(summary), indent=2))
         atomic.write_text(self.run_dir / "controller_probabilities.json",
                           json.dumps(self.meta["probabilities"], indent=1))  # fmt: skip
         from jaxcp.search_plots import plot_search
@@ -239,19 +239,7 @@ def _student_record(member, iteration, arch, hp, results, counts) -> dict:
         "seconds_compile": results[0].seconds_compile, "seconds_train": results[0].seconds_train,
         "seconds_eval": results[0].seconds_eval,
     }  # fmt: skip
-    return _jsonable(record)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic, jax.Array)):
-        obj = np.asarray(obj).item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    return jsonable(record)
 
 
 # --------------------------------------------------------------------------------------------------------
