@@ -17,6 +17,7 @@ Prints a table and writes benchmarks/results/train_step_<platform>.json (machine
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -27,10 +28,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxcp import engine, optim
+from jaxcp.augment import augment
 from jaxcp.data.windows import train_window_plan
-from jaxcp.features import FeatureConfig
+from jaxcp.features import FeatureConfig, compute_features
 from jaxcp.skeleton import IN_MOTION_29
 from jaxcp.space import load_arch_file
 
@@ -100,6 +103,45 @@ def bench_students(spec: engine.ProgramSpec, hparams, students: int, steps: int,
     }
 
 
+def bench_parts(spec: engine.ProgramSpec, hparams, repeats: int) -> dict:
+    """Seconds per batch of the parts of one training step (one student, each part compiled alone)."""
+    model = engine.make_model(spec)
+    tx = optim.student_optimizer()
+    hp = optim.make_hparams(hparams.optimizer, hparams.lr, hparams.weight_decay, hparams.momentum)
+    state = jax.jit(lambda k: engine._init_one(spec, model, k, hp))(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(2)
+    windows = jnp.asarray(rng.normal(size=(spec.batch_size, spec.window, IN_MOTION_29.num_joints, 2)),
+                          jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 2, spec.batch_size), jnp.int32)
+    key = jax.random.PRNGKey(3)
+
+    def features(key, w):
+        return compute_features(augment(key, w, spec.augment), spec.layout, spec.features)
+
+    def grads(state, x, y, key):
+        fn = jax.value_and_grad(functools.partial(engine._loss_fn, model), has_aux=True)
+        return fn(state.params, state.batch_stats, x, y, key)
+
+    def update(state, g):
+        updates, opt_state = tx.update(g, state.opt_state, state.params)
+        return optax.apply_updates(state.params, updates), opt_state
+
+    def forward(state, x):
+        return model.apply({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
+
+    x = jax.jit(features)(key, windows)
+    g = jax.jit(grads)(state, x, labels, key)[1]
+    parts = {"augment + features": (jax.jit(features), (key, windows)),
+             "forward (inference mode)": (jax.jit(forward), (state, x)),
+             "forward + backward": (jax.jit(grads), (state, x, labels, key)),
+             "optimizer update": (jax.jit(update), (state, g))}  # fmt: skip
+    out = {}
+    for name, (fn, args) in parts.items():
+        timed(fn, *args)
+        out[name] = min(timed(fn, *args) for _ in range(repeats))
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default=str(ROOT / "configs" / "arch" / "autocp_best.yaml"))
@@ -110,6 +152,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="training steps per timed epoch call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 step per call, 2 repeats")
+    parser.add_argument("--parts", action="store_true",
+                        help="also time the parts of a step (features, forward, backward, optimizer) alone")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 1, 2
@@ -121,18 +165,24 @@ def main(argv: list[str] | None = None) -> int:
     arch, hparams = load_arch_file(args.arch)
     spec = engine.ProgramSpec(arch=arch, layout=IN_MOTION_29, features=FeatureConfig(), batch_size=args.batch,
                               window=args.window, eval_batch=args.eval_batch)
-    counts = [int(s) for s in args.students.split(",")]
+    counts = [int(s) for s in args.students.split(",") if s]
     load_before = os.getloadavg()
     rows = []
     for s in counts:
         rows.append(bench_students(spec, hparams, s, args.steps, 2 * args.eval_batch, args.repeats))
         print_row(rows[-1], header=len(rows) == 1, backend=jax.default_backend())
+    parts = bench_parts(spec, hparams, args.repeats) if args.parts else {}
+    if parts:
+        print(f"parts of one training step, batch {args.batch}, seconds (best of {args.repeats})")
+        for name, seconds in parts.items():
+            print(f"  {name:<28} {seconds:7.3f}")
     result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "load_average_before": load_before, "load_average_after": os.getloadavg(),
               "jax": jax.__version__, "backend": jax.default_backend(),
               "devices": [str(d) for d in jax.devices()], "arch": Path(args.arch).name,
               "batch": args.batch, "window": args.window, "eval_batch": args.eval_batch,
-              "steps_per_call": args.steps, "repeats": args.repeats, "rows": rows}  # fmt: skip
+              "steps_per_call": args.steps, "repeats": args.repeats, "rows": rows,
+              "parts_s": parts}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     from jaxcp.atomic import write_text
 

@@ -22,7 +22,7 @@ from jaxcp.model.attention import (
     STJointAttention,
 )
 from jaxcp.model.graph import MultiGCNLayer, SpatialGraphConv, SpatialGraphLayer
-from jaxcp.model.network import Block
+from jaxcp.model.network import Block, InputStream, InputStreams
 from jaxcp.model.ops import (
     BatchNorm,
     DepthwiseConv,
@@ -442,7 +442,7 @@ def test_every_choice_builds_and_trains_with_one_trace(i):
     chex.assert_shape(logits, (2, 2))
     chex.assert_tree_all_finite((logits, state, grads))
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
-    assert not np.allclose(state["batch_stats"]["input0"]["init_bn"]["var"], 1.0)  # running stats updated
+    assert not np.allclose(state["batch_stats"]["input"]["stream"]["init_bn"]["var"], 1.0)  # stats updated
     # The same architecture built again, new values, another dropout key: no new trace.
     again = create_model(dataclasses.replace(arch), IN_MOTION_29, streams=1)
     other_logits = forward_backward(again, variables, rand(x.shape, 100 + i), jax.random.key(3))[0]
@@ -497,12 +497,35 @@ def test_paper_best_architecture_structure():
     logits, variables = jax.eval_shape(lambda x: model.init_with_output(KEY, x, train=False, mutable=True), x)
     assert variables["intermediates"]["features"][0].shape == (1, 17, 29, 48)
     p = shapes(variables["params"])
-    assert sorted(p) == ["classifier", "input0", "input1", "input2", "input3", "main0", "main1"]
-    assert p["input0"]["block0"]["tcn0"]["expand"]["kernel"] == (64, 96)  # int(64 * 1.5)
-    assert p["input0"]["block0"]["tcn0"]["depthwise"]["kernel"] == (3, 96)
+    assert sorted(p) == ["classifier", "input", "main0", "main1"]
+    stream = p["input"]["stream"]  # the 4 streams' weights stacked on a leading axis
+    assert stream["block0"]["tcn0"]["expand"]["kernel"] == (4, 64, 96)  # int(64 * 1.5)
+    assert stream["block0"]["tcn0"]["depthwise"]["kernel"] == (4, 3, 96)
     assert p["main0"]["tcn0"]["conv"]["kernel"] == (7, 128, 128)
     assert p["main0"]["gcn"]["gcn"]["kernel"] == (256, 2 * 128)
     assert p["classifier"]["fc"]["kernel"] == (48, 2)
+
+
+def test_stacked_streams_equal_separate_input_streams():
+    """The stream-vmapped module computes, per stream, what InputStream computes with that stream's slice
+    of the stacked weights; outputs are concatenated on channels in stream order; BN stats per stream."""
+    arch = small_arch()
+    x = rand((2, 3, 12, 29, 4), 7)
+    streams = InputStreams(arch, IN_MOTION_29, 3)
+    variables = random_variables(streams, x)
+    one = InputStream(arch, IN_MOTION_29)
+
+    def run(variables, x):
+        got, state = streams.apply(variables, x, train=True, mutable=["batch_stats"])
+        parts = [one.apply(jax.tree.map(lambda a, i=i: a[i], {k: v["stream"] for k, v in variables.items()}),
+                           x[:, i], train=True, mutable=["batch_stats"]) for i in range(3)]
+        return got, state, parts
+
+    got, state, parts = jax.jit(run)(variables, x)
+    np.testing.assert_allclose(got, jnp.concatenate([y for y, _ in parts], -1), rtol=1e-3, atol=1e-3)
+    for i, (_, part_state) in enumerate(parts):
+        np.testing.assert_allclose(state["batch_stats"]["stream"]["init_bn"]["var"][i],
+                                   part_state["batch_stats"]["init_bn"]["var"], rtol=1e-4)
 
 
 def test_network_checks_its_input_shape():

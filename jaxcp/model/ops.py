@@ -76,11 +76,33 @@ def count_ops() -> Iterator[list[OpCount]]:
         _RECORDS.reset(token)
 
 
+_REPLICAS: contextvars.ContextVar[int] = contextvars.ContextVar("jaxcp_op_replicas", default=0)
+
+
+@contextlib.contextmanager
+def replicate_counts(copies: int) -> Iterator[None]:
+    """Inside, each count stands for `copies` modules traced once under `nn.vmap` (the input streams):
+    it is recorded `copies` times, the first path component suffixed 0, 1, ... ("input" -> "input2")."""
+    token = _REPLICAS.set(copies)
+    try:
+        yield
+    finally:
+        _REPLICAS.reset(token)
+
+
 def record(module: nn.Module, kind: str, macs: int, params: int = 0) -> None:
     """Append one count if a `count_ops` block is active (no effect otherwise)."""
     records = _RECORDS.get()
-    if records is not None:
-        records.append(OpCount("/".join(module.path), kind, int(macs), int(params)))
+    if records is None:
+        return
+    path = "/".join(module.path)
+    copies = _REPLICAS.get()
+    if not copies:
+        records.append(OpCount(path, kind, int(macs), int(params)))
+        return
+    head, _, rest = path.partition("/")
+    for i in range(copies):
+        records.append(OpCount(f"{head}{i}/{rest}", kind, int(macs), int(params)))
 
 
 def record_avg_pool(module: nn.Module, in_size: int, out_size: int) -> None:
