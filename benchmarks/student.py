@@ -5,8 +5,8 @@
 By default a paper-scale cohort: 420 synthetic infants of 3 minutes split into about 300 training and 120
 validation infants (no test split), AutoCP's 50-epoch NAS student schedule (TrainConfig defaults:
 validation every 5 epochs, 30/5 windows per positive/negative infant, batch from the architecture file),
-early stopping off so every epoch runs. `--small` is a CPU-sized run: 40 infants of 1 minute, 3 epochs,
-validation every epoch.
+early stopping off so every epoch runs. `--small` is a CPU-sized run: 40 infants of 1 minute, 2 epochs,
+validation every epoch, 2 / 1 windows per CP / other infant and epoch (one or two batches).
 
 Data time covers generating and preprocessing the cohort (`synth.generate_cohort`, `prepare_dataset`),
 loading it, moving it to the device and featurising the validation windows. Compilation, training and
@@ -51,7 +51,8 @@ def make_cohort(folder: Path, infants: int, minutes: float) -> Path:
 
 def run_student(args: argparse.Namespace, folder: Path) -> dict:
     arch, hparams = load_arch_file(args.arch)
-    config = train.TrainConfig(epochs=args.epochs, eval_every=args.eval_every, early_stop=False)
+    config = train.TrainConfig(epochs=args.epochs, eval_every=args.eval_every, early_stop=False,
+                               parts_positive=args.parts_positive, parts_negative=args.parts_negative)
     start = time.perf_counter()
     data_dir = make_cohort(folder, args.infants, args.minutes)
     cohort_s = time.perf_counter() - start
@@ -106,11 +107,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--infants", type=int, default=420)
     parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--parts-positive", type=int, default=30, help="windows per CP infant and epoch")
+    parser.add_argument("--parts-negative", type=int, default=5, help="windows per non-CP infant and epoch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--small", action="store_true", help="40 infants of 1 minute, 3 epochs")
+    parser.add_argument("--small", action="store_true",
+                        help="CPU-sized: 40 infants of 1 minute, 2 epochs of 2/1 windows per CP/other infant")
     args = parser.parse_args(argv)
     if args.small:
-        args.infants, args.minutes, args.epochs, args.eval_every = 40, 1.0, 3, 1
+        args.infants, args.minutes, args.epochs, args.eval_every = 40, 1.0, 2, 1
+        args.parts_positive, args.parts_negative = 2, 1
     return args
 
 
