@@ -219,9 +219,8 @@ class Search:
 
 
 def _pick_best(meta: dict) -> dict | None:
-    """The argmax candidate with the best validation AUC; the best student when none was trained."""
-    pool = meta["argmax"] or meta["students"]
-    ok = [r for r in pool if r["status"] != "failed"]
+    """The best validated candidate: argmax candidates and students together, by validation AUC."""
+    ok = [r for r in meta["argmax"] + meta["students"] if r["status"] != "failed"]
     return max(ok, key=lambda r: r["reward"]) if ok else None
 
 
