@@ -127,27 +127,23 @@ class Search:
             records = self._train_group([todo[i] for i in group], it)
             self.meta["students"].extend(records)
             self._save()
+            first_id = self.meta["pending"][0]["id"]
             for r in records:
-                self.log.student(r, len(done) + len(records), len(self.meta["pending"]), self._best_reward())
-            done.update(r["id"] for r in records)
+                self.log.student(r, r["id"] - first_id + 1, len(self.meta["pending"]), self._best_reward())
 
     def _train_group(self, members: list[dict], iteration: int) -> list[dict]:
         cfg = self.config
-        arch, _ = self.space.decode(tuple(members[0]["actions"]))
-        hparams, seeds = [], []
-        for m in members:
-            hp = self.space.decode(tuple(m["actions"]))[1]
-            for r in range(cfg.student.seeds):
-                hparams.append(hp)
-                seeds.append(student_seed(cfg.seed, m["id"], r))
+        n = cfg.student.seeds
+        decoded = [self.space.decode(tuple(m["actions"])) for m in members]
+        arch = decoded[0][0]  # one architecture per group
+        hparams = [hp for _, hp in decoded for _ in range(n)]
+        seeds = [student_seed(cfg.seed, m["id"], r) for m in members for r in range(n)]
         results = self.exp.train(arch, hparams, seeds, long=False)
         counts = self._complexity(arch)
-        records = []
-        for k, m in enumerate(members):
-            mine = results[k * cfg.student.seeds : (k + 1) * cfg.student.seeds]
-            hp = self.space.decode(tuple(m["actions"]))[1]
-            records.append(_student_record(m, iteration, arch, hp, mine, counts))
-        return records
+        return [
+            _student_record(m, iteration, arch, hp, results[k * n : (k + 1) * n], counts)
+            for k, (m, (_, hp)) in enumerate(zip(members, decoded, strict=True))
+        ]
 
     def _complexity(self, arch) -> dict:
         """Trainable parameters and thop MACs at the paper's 150 frames (traced, no compilation)."""

@@ -7,7 +7,6 @@ number of students (of any architecture) are trained against them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -63,12 +62,6 @@ class Experiment:
                 extra={"best_epoch": results[0].best_epoch},
             )  # fmt: skip
         return results
-
-    @functools.cache  # noqa: B019 (one experiment per process)
-    def complexity(self, arch: Arch) -> dict:
-        from jaxcp.complexity import complexity
-
-        return complexity(arch, self.layout, frames=self.student.window, streams=self.student.features.num_streams)
 
 
 def data_settings(data_dir: str | Path) -> DataSettings:
