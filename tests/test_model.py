@@ -29,6 +29,7 @@ from jaxcp.model.ops import (
     Pointwise,
     TemporalConv,
     batch_norm_train,
+    dense,
     output_frames,
 )
 from jaxcp.model.plan import block_frames, input_blocks, input_stream_channels, main_blocks
@@ -219,6 +220,20 @@ def test_batchnorm_gradients_equal_autodiff_of_the_plain_formula():
 
     chex.assert_trees_all_close(jax.grad(custom, (0, 1, 2))(x, scale, bias),
                                 jax.grad(plain, (0, 1, 2))(x, scale, bias), rtol=1e-4, atol=1e-4)
+
+
+def test_dense_gradients_equal_autodiff_of_the_matrix_product():
+    x, kernel, weights = rand((3, 4, 5, 6), 22), rand((6, 7), 23), rand((3, 4, 5, 7), 24)
+
+    def loss(matmul):
+        return lambda x, k: jnp.sum(weights * jnp.tanh(matmul(x, k)))
+
+    want = jax.grad(loss(jnp.matmul), (0, 1))(x, kernel)
+    chex.assert_trees_all_close(jax.grad(loss(dense), (0, 1))(x, kernel), want, rtol=1e-5, atol=1e-6)
+    # vmapped over a leading axis (input streams, students): per-slice gradients
+    xs, ks = jnp.stack([x, 2 * x]), jnp.stack([kernel, -kernel])
+    got = jax.vmap(jax.grad(loss(dense), (0, 1)))(xs, ks)
+    chex.assert_trees_all_close(got, jax.vmap(jax.grad(loss(jnp.matmul), (0, 1)))(xs, ks), rtol=1e-5, atol=1e-6)
 
 
 def test_initialisation_follows_autocp():

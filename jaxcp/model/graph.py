@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcp.model.ops import BatchNorm, Pointwise, activation_fn, kaiming_normal, record
+from jaxcp.model.ops import BatchNorm, Pointwise, activation_fn, dense, kaiming_normal, record
 from jaxcp.skeleton import Layout
 
 
@@ -51,8 +51,8 @@ class SpatialGraphConv(nn.Module):
             pooled = jnp.einsum("ntvc,kvw->ntwkc", x, graph).reshape(n, t, v, k * cin)
             weights = kernel.reshape(cin, k, cout).transpose(1, 0, 2).reshape(k * cin, cout)
             bias_per_joint = jnp.einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
-            return pooled @ weights + bias_per_joint
-        z = (x @ kernel + bias).reshape(n, t, v, k, cout)
+            return dense(pooled, weights) + bias_per_joint
+        z = (dense(x, kernel) + bias).reshape(n, t, v, k, cout)
         return jnp.einsum("ntvkc,kvw->ntwc", z, graph)
 
 
