@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jaxcp.config import apply_overrides, from_dict, load_yaml
 from jaxcp.errors import InputError
+from jaxcp.features import FeatureConfig
 from jaxcp.runtime import DEFAULT_SEED
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -55,6 +56,7 @@ class StudentSettings:
     parts_negative: int = 5
     argmax_epochs: int = 300  # 0 disables training the argmax candidate
     argmax_eval_last: int = 15
+    features: FeatureConfig = FeatureConfig()  # input streams (default all four, J V B A) and their settings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,7 +79,10 @@ def data_settings(data_dir: str | Path) -> DataSettings:
 
 
 def student_configs(settings, features=None) -> tuple[train.TrainConfig, train.TrainConfig]:
-    """TrainConfigs for search students and for the long (argmax / final) schedule."""
+    """TrainConfigs for search students and for the long (argmax / final) schedule (features: those of
+    `settings` unless given)."""
+    if features is None:
+        features = getattr(settings, "features", None)
     base = train.TrainConfig(
         epochs=settings.epochs, eval_every=settings.eval_every, early_stop=settings.early_stop,
         window=settings.window, hop=settings.hop, augment=settings.augment,

@@ -124,3 +124,21 @@ def test_bad_config_fails_before_training(tmp_path, capsys):
         search.main(["--config", TEST_CONFIG, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r3")])
     assert "nowhere" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_student_features_setting_reaches_the_training_configs(tmp_path, capsys):
+    from jaxcp.workflow import student_configs
+
+    default = load_search_config(TEST_CONFIG)
+    assert student_configs(default.student)[0].features.streams == "JVBA"
+    config = load_search_config(TEST_CONFIG, ["student.features.streams=VA", "student.features.use_filter=false"])
+    student, long = student_configs(config.student)
+    assert (student.features.streams, student.features.use_filter) == ("VA", False)
+    assert long.features == student.features
+    quick = load_search_config("quick")
+    assert student_configs(quick.student)[0].features.streams == quick.student.features.streams
+    load_space(resolve_config_path(quick.space, "space"))  # the preset's space is valid
+    with pytest.raises(SystemExit) as exit_info:
+        search.main(["--config", TEST_CONFIG, "--out", str(tmp_path / "run"), "--set", "student.features.streams=XY"])
+    assert exit_info.value.code == 2 and "features.streams" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
