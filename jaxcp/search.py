@@ -28,6 +28,7 @@ from jaxcp import atomic, controller, replay
 from jaxcp.checkpoint import jsonable
 from jaxcp.config import dump_yaml, from_dict, load_yaml, to_dict
 from jaxcp.errors import InputError, exit_with
+from jaxcp.features import FeatureConfig
 from jaxcp.runtime import enable_compilation_cache
 from jaxcp.search_config import SearchConfig, load_search_config, resolve_config_path
 from jaxcp.search_state import SearchCheckpoints
@@ -202,7 +203,12 @@ class Search:
         best = _pick_best(self.meta)
         if best is not None:
             arch, hp = self.space.decode(tuple(best["actions"]))
-            atomic.write_text(self.run_dir / "best.yaml", arch_file_text(arch, hp))
+            text = arch_file_text(arch, hp)
+            streams = self.config.student.features.streams
+            if streams != FeatureConfig().streams:
+                text = (f"# found with input streams {streams}: train it with --set features.streams={streams}\n"
+                        + text)
+            atomic.write_text(self.run_dir / "best.yaml", text)
         summary = {"students": len(self.meta["students"]), "iterations": self.meta["iteration"],
                    "best": best, "argmax": self.meta["argmax"]}  # fmt: skip
         atomic.write_text(self.run_dir / "summary.json", json.dumps(jsonable(summary), indent=2))

@@ -73,11 +73,13 @@ def test_tiny_search_writes_everything(full_run):
         for p in entry["probabilities"]:
             assert abs(sum(p) - 1) < 1e-5
     arch, hparams = load_arch_file(run_dir / "best.yaml")
+    assert "--set features.streams=VA" in (run_dir / "best.yaml").read_text().splitlines()[0]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["best"]["arch"]["activation"] == arch.activation
     assert len(summary["argmax"]) == config.iterations
     for a in summary["argmax"]:
-        assert (run_dir / a["checkpoint"] / "meta.json").is_file()
+        meta = json.loads((run_dir / a["checkpoint"] / "meta.json").read_text())
+        assert meta["features"]["streams"] == "VA"  # the argmax candidates train on the configured streams
     assert (run_dir / "rewards.png").stat().st_size > 1000
     assert (run_dir / "controller_probabilities.png").stat().st_size > 1000
     assert "best validation AUC" in out
@@ -129,7 +131,7 @@ def test_bad_config_fails_before_training(tmp_path, capsys):
 def test_student_features_setting_reaches_the_training_configs(tmp_path, capsys):
     from jaxcp.workflow import student_configs
 
-    default = load_search_config(TEST_CONFIG)
+    default = load_search_config(TEST_CONFIG, ["student.features.streams=JVBA"])
     assert student_configs(default.student)[0].features.streams == "JVBA"
     config = load_search_config(TEST_CONFIG, ["student.features.streams=VA", "student.features.use_filter=false"])
     student, long = student_configs(config.student)
