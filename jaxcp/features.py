@@ -13,7 +13,8 @@ From a window of (x, y) keypoints, each stream has 4 channels:
   two trailing zero frames, as AutoCP does.
 
 The filter is linear for a fixed window length, so it is precomputed once per T as a (T, T) matrix
-(`butterworth_operator`) and applied on device with one matrix product.
+(`butterworth_operator`); with the differences before and after it, A is two (T, T) matrices applied to
+the positions on device in one matrix product (`acceleration_operators`).
 `compute_features(windows, layout, config)` is pure and jittable (layout and config are static), and
 works on any number of leading batch axes, so it also vmaps.
 """
@@ -131,18 +132,42 @@ def arccos(r: jax.Array) -> jax.Array:
 def bone_stream(x: jax.Array, parents: tuple[int, ...]) -> jax.Array:
     """(..., T, V, 2) -> (..., T, V, 4): bone vectors to the parent joint and their direction angles."""
     bone = x - x[..., np.asarray(parents), :]
-    length = jnp.sqrt(jnp.sum(bone**2, axis=-1, keepdims=True)) + BONE_EPS
+    length = jnp.sqrt(bone[..., :1] ** 2 + bone[..., 1:] ** 2) + BONE_EPS  # not a sum over axis -1: 2x faster
     return jnp.concatenate([bone, arccos(bone / length)], axis=-1)
 
 
-def acceleration_stream(velocity: jax.Array, config: FeatureConfig) -> jax.Array:
-    """(..., T, V, 4) velocity stream -> (..., T, V, 4) differences of its (filtered) channels."""
-    if config.use_filter:
-        num_frames = velocity.shape[-3]
-        op = butterworth_operator(num_frames, config.filter_order, config.filter_cutoff)
-        velocity = jnp.einsum("ts,...svc->...tvc", jnp.asarray(op, velocity.dtype), velocity,
-                              precision=jax.lax.Precision.HIGHEST)
-    return frame_differences(velocity[..., :2], velocity[..., 2:])
+def _difference_operator(num_frames: int, step: int) -> np.ndarray:
+    """(T, T) matrix of `frame_differences` on one channel: row t < T - 2 is (x[t+step] - x[t]) / step."""
+    op = np.zeros((num_frames, num_frames))
+    rows = np.arange(num_frames - 2)
+    op[rows, rows + step] += 1.0 / step
+    op[rows, rows] -= 1.0 / step
+    return op
+
+
+@functools.lru_cache(maxsize=64)
+def acceleration_operators(num_frames: int, order: int = 8, cutoff: float = 0.5) -> np.ndarray:
+    """(2, T, T) float64: A's one-step channels are M[0] @ x, its two-step channels M[1] @ x, for positions x.
+
+    The A stream is differences of the filtered differences of x, all linear in time, so each half is one
+    (T, T) matrix: M[k] = D_k F D_k with D_1, D_2 the one- and two-step `frame_differences` operators
+    (last two rows 0) and F the Butterworth operator. Applying it to the 2 position channels directly
+    skips the filtered velocity (half the data through the matrix product, one pass less). Read-only.
+    """
+    filt = butterworth_operator(num_frames, order, cutoff)
+    ops = np.stack([d @ filt @ d for d in (_difference_operator(num_frames, k) for k in (1, 2))])
+    ops.setflags(write=False)
+    return ops
+
+
+def acceleration_stream(x: jax.Array, config: FeatureConfig) -> jax.Array:
+    """(..., T, V, 2) positions -> (..., T, V, 4): differences of the (filtered) velocity channels."""
+    if not config.use_filter:
+        velocity = velocity_stream(x)
+        return frame_differences(velocity[..., :2], velocity[..., 2:])
+    ops = jnp.asarray(acceleration_operators(x.shape[-3], config.filter_order, config.filter_cutoff), x.dtype)
+    acc = jnp.einsum("kts,...svc->...tvkc", ops, x, precision=jax.lax.Precision.HIGHEST)
+    return acc.reshape(*acc.shape[:-2], 4)
 
 
 def compute_features(windows: jax.Array, layout: Layout,
@@ -167,10 +192,10 @@ def compute_features(windows: jax.Array, layout: Layout,
     streams = {}
     if "J" in config.streams:
         streams["J"] = joint_stream(x, config.relative_joint)
-    if "V" in config.streams or "A" in config.streams:
+    if "V" in config.streams:
         streams["V"] = velocity_stream(x)
     if "B" in config.streams:
         streams["B"] = bone_stream(x, layout.parents)
     if "A" in config.streams:
-        streams["A"] = acceleration_stream(streams["V"], config)
+        streams["A"] = acceleration_stream(x, config)
     return jnp.stack([streams[name] for name in config.stream_names], axis=-4)

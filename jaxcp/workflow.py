@@ -100,7 +100,10 @@ def ensure_synthetic(settings, seed: int, layout: Layout, log: Callable = print)
     from jaxcp import synth
     from jaxcp.prepare import prepare_dataset
 
-    key = json.dumps({**dataclasses.asdict(settings), "seed": seed, "layout": layout.name}, sort_keys=True)
+    values = dataclasses.asdict(settings)
+    if values.get("difficulty", 0.0) is None:  # the generator's default: a new default is a new cohort
+        values["difficulty"] = synth.DEFAULT_DIFFICULTY
+    key = json.dumps({**values, "seed": seed, "layout": layout.name}, sort_keys=True)
     root = SYNTHETIC_ROOT / hashlib.sha1(key.encode()).hexdigest()[:10]
     processed = root / "processed"
     if (processed / "manifest.json").is_file():

@@ -8,7 +8,7 @@ import pytest
 import scipy.signal
 
 from jaxcp.errors import InputError
-from jaxcp.features import FeatureConfig, arccos, butterworth_operator, compute_features
+from jaxcp.features import FeatureConfig, acceleration_operators, arccos, butterworth_operator, compute_features
 from jaxcp.skeleton import COCO_17, IN_MOTION_29
 
 
@@ -58,6 +58,20 @@ def test_butterworth_operator_is_sosfiltfilt(num_frames):
     sos = scipy.signal.butter(8, 0.5, output="sos")
     expected = scipy.signal.sosfiltfilt(sos, signals, axis=0)
     np.testing.assert_allclose(butterworth_operator(num_frames) @ signals, expected, atol=1e-12)
+
+
+def test_acceleration_operators_are_difference_filter_difference():
+    x = np.random.default_rng(3).normal(size=(40, 3))
+    sos = scipy.signal.butter(8, 0.5, output="sos")
+    for step, op in zip((1, 2), acceleration_operators(40), strict=True):
+        def diff(a, step=step):  # frame_differences on one channel: last two frames 0
+            out = np.zeros_like(a)
+            out[:-2] = (a[step : len(a) - 2 + step] - a[: len(a) - 2]) / step
+            return out
+
+        expected = diff(scipy.signal.sosfiltfilt(sos, diff(x), axis=0))
+        np.testing.assert_allclose(op @ x, expected, atol=1e-12)
+    assert not acceleration_operators(40).flags.writeable
 
 
 def test_butterworth_operator_is_cached_and_read_only():
