@@ -8,7 +8,9 @@ and the student optimizer inside the epoch's `lax.scan`; inference is the `predi
 precomputed features, `--eval-batch` windows per chunk. For each student count S (vmapped students of the
 one architecture) it reports the compile time of init, epoch and predict (measured separately with
 `.lower().compile()`), then the median over `--repeats` calls of windows per second (all students
-together) after a warm-up call. Inference is also given as a fraction of the ~55 windows/s ceiling of
+together) after a warm-up call; a student count whose training step needs more temporaries than the
+device has free (XLA's memory analysis of the compiled step) is reported as skipped instead of run.
+Inference is also given as a fraction of the ~55 windows/s ceiling of
 2 CPU cores (1.8 GFLOP per window at ~100 GFLOP/s), which only means something on such a machine.
 
 Prints a table and writes benchmarks/results/train_step_<platform>.json (machine, versions, settings).
@@ -59,6 +61,28 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
+def program_memory(compiled) -> int | None:
+    """Bytes of temporaries a compiled program allocates (XLA's memory analysis), None if unknown."""
+    try:
+        return int(compiled.memory_analysis().temp_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None
+
+
+def available_memory() -> int | None:
+    """Free bytes of the device: host RAM available on CPU, free memory reported by an accelerator."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return None
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return None
+
+
 def compile_timed(fn, *args):
     start = time.perf_counter()
     compiled = fn.lower(*args).compile()
@@ -77,6 +101,12 @@ def bench_students(spec: engine.ProgramSpec, hparams, students: int, steps: int,
     data = make_data(spec.batch_size, steps, spec.window)
     lr = jnp.float32(1.0)
     epoch, epoch_s = compile_timed(programs.epoch, state, keys, lr, data)
+    needed = program_memory(epoch)
+    available = available_memory()
+    if needed is not None and available is not None and needed > 0.9 * available:
+        return {"students": students, "compile_init_s": init_s, "compile_epoch_s": epoch_s,
+                "skipped": f"the training step needs {needed / 1e9:.1f} GB of temporaries, "
+                           f"{available / 1e9:.1f} GB available"}  # fmt: skip
     state, _ = epoch(state, keys, lr, data)  # warm-up
     train_times = []
     for r in range(repeats):
@@ -170,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for s in counts:
         rows.append(bench_students(spec, hparams, s, args.steps, 2 * args.eval_batch, args.repeats))
-        print_row(rows[-1], header=len(rows) == 1, backend=jax.default_backend())
+        if "skipped" in rows[-1]:
+            print(f"{s:>8} students skipped: {rows[-1]['skipped']}")
+            continue
+        print_row(rows[-1], header=not any("train_windows_per_s" in r for r in rows[:-1]),
+                  backend=jax.default_backend())
     parts = bench_parts(spec, hparams, args.repeats) if args.parts else {}
     if parts:
         print(f"parts of one training step, batch {args.batch}, seconds (best of {args.repeats})")

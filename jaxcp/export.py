@@ -48,7 +48,7 @@ def export_forward(restored: RestoredModel, platforms: tuple[str, ...] = PLATFOR
         arch=restored.arch, layout=restored.layout, features=restored.features, window=restored.window
     )
     forward = make_forward(engine.make_model(spec), restored.layout, restored.features)
-    variables = restored.variables
+    variables = jax.tree.map(jnp.asarray, restored.variables)  # device arrays: numpy constants break custom_vjp
     (batch,) = export.symbolic_shape("b")
     shape = jax.ShapeDtypeStruct((batch, restored.window, restored.layout.num_joints, 2), jnp.float32)
     return export.export(jax.jit(lambda windows: forward(variables, windows)), platforms=platforms)(shape)
