@@ -29,7 +29,7 @@ from jaxcp.checkpoint import jsonable
 from jaxcp.config import dump_yaml, from_dict, load_yaml, to_dict
 from jaxcp.errors import InputError, exit_with
 from jaxcp.features import FeatureConfig
-from jaxcp.runtime import enable_compilation_cache
+from jaxcp.runtime import enable_compilation_cache, limit_malloc_arenas
 from jaxcp.search_config import SearchConfig, load_search_config, resolve_config_path
 from jaxcp.search_state import SearchCheckpoints
 from jaxcp.space import SearchSpace, arch_file_text, load_space
@@ -307,6 +307,7 @@ def resolve_run(args) -> tuple[SearchConfig, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before JAX starts its threads
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config, run_dir = resolve_run(args)
