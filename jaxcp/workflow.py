@@ -101,7 +101,7 @@ def ensure_synthetic(settings, seed: int, layout: Layout, log: Callable = print)
     from jaxcp.prepare import prepare_dataset
 
     values = dataclasses.asdict(settings)
-    if values.get("difficulty", 0.0) is None:  # the generator's default: a new default is a new cohort
+    if values["difficulty"] is None:  # the generator's default, in the key: a new default is a new cohort
         values["difficulty"] = synth.DEFAULT_DIFFICULTY
     key = json.dumps({**values, "seed": seed, "layout": layout.name}, sort_keys=True)
     root = SYNTHETIC_ROOT / hashlib.sha1(key.encode()).hexdigest()[:10]
@@ -109,10 +109,9 @@ def ensure_synthetic(settings, seed: int, layout: Layout, log: Callable = print)
     if (processed / "manifest.json").is_file():
         return processed
     log(f"generating a synthetic cohort of {settings.infants} infants in {root}")
-    kwargs = {} if settings.difficulty is None else {"difficulty": settings.difficulty}
     synth.generate_cohort(
         root / "raw", layout=layout, infants=settings.infants, minutes=settings.minutes,
-        cp_fraction=settings.cp_fraction, seed=seed, **kwargs,
+        cp_fraction=settings.cp_fraction, difficulty=values["difficulty"], seed=seed,
     )  # fmt: skip
     prepare_dataset(root / "raw", processed, layout=layout, seed=seed)
     return processed
