@@ -27,13 +27,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcp import engine, synth, train
-from jaxcp.atomic import write_text
+from jaxcp.core.atomic import write_text
+from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
-from jaxcp.features import FeatureConfig
-from jaxcp.prepare import prepare_dataset
-from jaxcp.skeleton import IN_MOTION_29
-from jaxcp.space import load_arch_file
+from jaxcp.data.features import FeatureConfig
+from jaxcp.data.prepare import prepare_dataset
+from jaxcp.data.skeleton import IN_MOTION_29
+from jaxcp.nas.space import load_arch_file
+from jaxcp.training import engine
+from jaxcp.training import students as train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -27,13 +27,13 @@ import numpy as np
 import scipy
 import scipy.signal
 
-from jaxcp import synth
-from jaxcp.atomic import write_text
-from jaxcp.augment import AugmentConfig, augment, sample_augment_params
+from jaxcp.core.atomic import write_text
+from jaxcp.data import synth
+from jaxcp.data.augment import AugmentConfig, augment, sample_augment_params
 from jaxcp.data.dataset import make_dataset
+from jaxcp.data.features import FeatureConfig, compute_features
+from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.windows import TrainPlan, sample_train_windows, train_window_bounds, train_window_plan
-from jaxcp.features import FeatureConfig, compute_features
-from jaxcp.skeleton import IN_MOTION_29
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUMPY_VARIANTS = {

@@ -28,12 +28,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcp import checkpoint, engine, export, inference, predict, synth
-from jaxcp.atomic import write_text
+from jaxcp.clinical import export, inference
+from jaxcp.clinical import prediction as predict
+from jaxcp.core.atomic import write_text
+from jaxcp.data import synth
+from jaxcp.data.features import FeatureConfig
 from jaxcp.data.preprocess import PreprocessConfig
-from jaxcp.features import FeatureConfig
-from jaxcp.skeleton import IN_MOTION_29
-from jaxcp.space import load_arch_file
+from jaxcp.data.skeleton import IN_MOTION_29
+from jaxcp.model import checkpoint
+from jaxcp.nas.space import load_arch_file
+from jaxcp.training import engine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,8 +32,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxcp.data.features import STREAM_ORDER, FeatureConfig  # noqa: E402
 from jaxcp.model.network import create_model  # noqa: E402
-from jaxcp.space import load_arch_file  # noqa: E402
+from jaxcp.nas.space import load_arch_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = ("ThunkExecutor", "$", "end:", "Slinky", "Pjit", "Common", "Allocate", "Handle", "Parse", "Python",
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
     arch, _ = load_arch_file(args.arch)
-    model = create_model(arch, "in-motion-29", streams=args.streams)
+    model = create_model(arch, "in-motion-29", FeatureConfig(streams=STREAM_ORDER[: args.streams]))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(args.batch, args.streams, args.window, 29, 4)),
                     jnp.float32)
     labels = jnp.asarray(np.arange(args.batch) % 2)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jax
 
-from jaxcp.atomic import write_text
+from jaxcp.core.atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import jax
 
-from jaxcp import synth, train
-from jaxcp.atomic import write_text
+from jaxcp.core.atomic import write_text
+from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
+from jaxcp.data.prepare import PrepareConfig, prepare_dataset
+from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.splits import SplitConfig
-from jaxcp.prepare import PrepareConfig, prepare_dataset
-from jaxcp.skeleton import IN_MOTION_29
-from jaxcp.space import load_arch_file
+from jaxcp.nas.space import load_arch_file
+from jaxcp.training import students as train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]

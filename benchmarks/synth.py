@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcp import __version__, synth
-from jaxcp.atomic import write_text
-from jaxcp.skeleton import IN_MOTION_29
+from jaxcp import __version__
+from jaxcp.core.atomic import write_text
+from jaxcp.data import synth
+from jaxcp.data.skeleton import IN_MOTION_29
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -32,12 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcp import engine, optim
-from jaxcp.augment import augment
+from jaxcp.data.augment import augment
+from jaxcp.data.features import FeatureConfig, compute_features
+from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.windows import train_window_plan
-from jaxcp.features import FeatureConfig, compute_features
-from jaxcp.skeleton import IN_MOTION_29
-from jaxcp.space import load_arch_file
+from jaxcp.nas.space import load_arch_file
+from jaxcp.training import engine, optim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
               "steps_per_call": args.steps, "repeats": args.repeats, "rows": rows,
               "parts_s": parts}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    from jaxcp.atomic import write_text
+    from jaxcp.core.atomic import write_text
 
     write_text(RESULTS / f"train_step_{jax.default_backend()}.json", json.dumps(result, indent=2) + "\n")
     return 0

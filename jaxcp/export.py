@@ -1,134 +1,18 @@
 """`python -m jaxcp.export --checkpoint DIR --out FILE`: one self-contained inference file for a model.
 
-The file (suffix `.jaxcp` by convention) is a zip archive with two members and no pickle:
-
-    meta.json          format "jaxcp-export-1", the layout (joints, edges, parents, parts), feature and
-                       preprocessing settings, window and hop, arch and hparams (for the record),
-                       validation metrics, input and output description
-    forward.jaxexport  the inference function serialized with `jax.export` (StableHLO, weights baked in
-                       as constants): float32 windows (b, W, V, 2) of preprocessed coordinates, with a
-                       symbolic batch size b -> (P(CP) (b,), body-part contributions (b, V))
-
-`jaxcp predict --model FILE` runs it without building the network from code (only jax is needed), on CPU
-or, when it was exported for it, on a CUDA GPU.
+The file format is described in `jaxcp.clinical.export`; `jaxcp predict --model FILE` runs it without
+building the network from code.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import zipfile
-from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-from jax import export
-
-import jaxcp
-from jaxcp import atomic
-from jaxcp.checkpoint import RestoredModel, jsonable, model_settings, restore_model
-from jaxcp.config import to_dict
-from jaxcp.errors import InputError, exit_with
-from jaxcp.inference import DEFAULT_CHUNK, Predictor, expand_checkpoints, make_forward
-from jaxcp.runtime import enable_compilation_cache
-from jaxcp.skeleton import layout_to_dict
-
-FORMAT = "jaxcp-export-1"
-META = "meta.json"
-FORWARD = "forward.jaxexport"
-PLATFORMS = ("cpu", "cuda")
-
-
-def export_forward(restored: RestoredModel, platforms: tuple[str, ...] = PLATFORMS) -> export.Exported:
-    """The model's inference function with its weights, exported with a symbolic batch dimension."""
-    from jaxcp import engine  # the network is needed to export it, not to run the export
-
-    spec = engine.ProgramSpec(
-        arch=restored.arch, layout=restored.layout, features=restored.features, window=restored.window
-    )
-    forward = make_forward(engine.make_model(spec), restored.layout, restored.features)
-    variables = jax.tree.map(jnp.asarray, restored.variables)  # device arrays: numpy constants break custom_vjp
-    (batch,) = export.symbolic_shape("b")
-    shape = jax.ShapeDtypeStruct((batch, restored.window, restored.layout.num_joints, 2), jnp.float32)
-    return export.export(jax.jit(lambda windows: forward(variables, windows)), platforms=platforms)(shape)
-
-
-def export_meta(restored: RestoredModel, platforms: tuple[str, ...]) -> dict:
-    return jsonable({
-        "format": FORMAT, "jaxcp_version": jaxcp.__version__, "source": str(restored.path),
-        "arch": to_dict(restored.arch), "hparams": to_dict(restored.hparams),
-        "layout": layout_to_dict(restored.layout), "features": to_dict(restored.features),
-        "window": restored.window, "hop": restored.hop, "data": to_dict(restored.data),
-        "metrics": restored.metrics, "platforms": list(platforms),
-        "input": {"shape": ["b", restored.window, restored.layout.num_joints, 2], "dtype": "float32",
-                  "meaning": "windows of preprocessed coordinates (x, y), joints in layout order"},
-        "outputs": [{"name": "p_cp", "shape": ["b"]},
-                    {"name": "contributions", "shape": ["b", restored.layout.num_joints]}],
-    })  # fmt: skip
-
-
-def export_bytes(restored: RestoredModel, platforms: tuple[str, ...] = PLATFORMS) -> bytes:
-    """The export file's content; falls back to CPU only when the other platforms cannot be lowered."""
-    try:
-        exported = export_forward(restored, platforms)
-    except Exception:  # a platform that cannot be lowered here
-        if platforms == ("cpu",):
-            raise
-        platforms = ("cpu",)
-        exported = export_forward(restored, platforms)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(META, json.dumps(export_meta(restored, platforms), indent=2))
-        archive.writestr(FORWARD, bytes(exported.serialize()))
-    return buffer.getvalue()
-
-
-def write_export(
-    restored: RestoredModel, out_file: str | Path, platforms: tuple[str, ...] = PLATFORMS
-) -> Path:
-    out_file = Path(out_file)
-    atomic.write_bytes(out_file, export_bytes(restored, platforms))
-    return out_file
-
-
-def read_export(path: str | Path) -> tuple[dict, export.Exported]:
-    """(meta, exported function) of an export file; every problem is one InputError line."""
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read(META))
-            blob = archive.read(FORWARD)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(f"{path}: not a jaxcp export file (or a damaged one)") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{path}: not a jaxcp export file (format is not {FORMAT!r})")
-    try:
-        exported = export.deserialize(bytearray(blob))
-    except Exception as error:  # flatbuffers / jax raise several types for damaged bytes
-        raise InputError(f"{path}: damaged exported function ({type(error).__name__})") from None
-    return meta, exported
-
-
-def load_exported(path: str | Path, chunk: int = DEFAULT_CHUNK) -> Predictor:
-    """A Predictor from an export file: no model code involved."""
-    meta, exported = read_export(path)
-    _, _, layout, features, window, hop, data = model_settings(meta, f"{path} {META}")
-    platform = jax.default_backend()
-    platform = "cuda" if platform == "gpu" else platform
-    if platform not in exported.platforms:
-        raise InputError(
-            f"{path}: exported for {', '.join(exported.platforms)}, this machine runs {platform}"
-        )
-    expected = (window, layout.num_joints, 2)
-    if tuple(exported.in_avals[0].shape[1:]) != expected:
-        raise InputError(
-            f"{path}: the exported function takes {exported.in_avals[0].shape}, meta.json says "
-            f"windows of {expected}"
-        )
-    return Predictor(str(path), layout, features, window, hop, data, jax.jit(exported.call), chunk, meta)
+from jaxcp.clinical.export import PLATFORMS, read_export, write_export
+from jaxcp.clinical.inference import expand_checkpoints
+from jaxcp.core.errors import InputError, exit_with
+from jaxcp.core.runtime import enable_compilation_cache
+from jaxcp.model.checkpoint import restore_model
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -162,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         exit_with(error)
     meta, _ = read_export(out)
+    spec = restored.spec
     print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; {restored.layout.name}, window {restored.window}, "
-        f"streams {restored.features.streams}; platforms {', '.join(meta['platforms'])})"
+        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; {spec.layout.name}, window {spec.window}, "
+        f"streams {spec.features.streams}; platforms {', '.join(meta['platforms'])})"
     )
     return 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcp.skeleton import Layout
+from jaxcp.data.skeleton import Layout
 
 TINY = Layout(
     name="tiny",

@@ -5,7 +5,7 @@ import stat
 
 import numpy as np
 
-from jaxcp import atomic
+from jaxcp.core import atomic
 
 
 def test_write_text_replaces_with_umask_permissions(tmp_path):

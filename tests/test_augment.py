@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from jaxcp.augment import (
+from jaxcp.core.config import from_dict
+from jaxcp.core.errors import InputError
+from jaxcp.data.augment import (
     ROTATIONS_DEG,
     SCALES,
     TRANSLATIONS,
@@ -16,9 +18,7 @@ from jaxcp.augment import (
     augment,
     sample_augment_params,
 )
-from jaxcp.config import from_dict
-from jaxcp.errors import InputError
-from jaxcp.skeleton import IN_MOTION_29
+from jaxcp.data.skeleton import IN_MOTION_29
 
 
 def chi_square_uniform(values: np.ndarray, grid) -> float:

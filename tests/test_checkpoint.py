@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
 
-from jaxcp import checkpoint, engine, export, inference, train
-from jaxcp.checkpoint import DataSettings
-from jaxcp.config import from_dict, to_dict
+from jaxcp.clinical import export, inference
+from jaxcp.core.config import from_dict, to_dict
+from jaxcp.core.errors import InputError
+from jaxcp.data.dataset import DataSettings
 from jaxcp.data.preprocess import PreprocessConfig
-from jaxcp.errors import InputError
+from jaxcp.model import checkpoint
+from jaxcp.training import engine
+from jaxcp.training import students as train
 
 DATA = DataSettings(
     preprocess=PreprocessConfig(trunk_multiple=4.0), confidence_threshold=0.25, fps=30.0, source="/somewhere"

@@ -14,11 +14,16 @@ import numpy as np
 import pytest
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, TINY_OVERRIDES, WINDOW, cohort
 
-from jaxcp import checkpoint, evaluate, export, inference, longrun, metrics, predict, synth
-from jaxcp import train as train_module
+from jaxcp.clinical import evaluation as evaluate
+from jaxcp.clinical import export, inference, metrics
+from jaxcp.clinical import prediction as predict
+from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
-from jaxcp.prepare import PrepareConfig, prepare_dataset
-from jaxcp.space import arch_file_text
+from jaxcp.data.prepare import PrepareConfig, prepare_dataset
+from jaxcp.model import checkpoint
+from jaxcp.nas.space import arch_file_text
+from jaxcp.training import run as longrun
+from jaxcp.training import students as train_module
 
 EPOCHS = 3
 

@@ -12,14 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcp.complexity import complexity, count_params, main, trace_counts
+from jaxcp.data.skeleton import COCO_17, IN_MOTION_29
 from jaxcp.model import count_ops
 from jaxcp.model.attention import AttentionLayer
+from jaxcp.model.counting import complexity, count_params, main, trace_counts
 from jaxcp.model.graph import MultiGCNLayer, SpatialGraphConv
 from jaxcp.model.network import Classifier
 from jaxcp.model.temporal import BasicTemporal, SepTemporal, V3Temporal
-from jaxcp.skeleton import COCO_17, IN_MOTION_29
-from jaxcp.space import DEFAULT_SPACE, load_arch_file, load_space
+from jaxcp.nas.space import DEFAULT_SPACE, load_arch_file, load_space
 
 BEST_FILE = DEFAULT_SPACE.parents[1] / "arch" / "autocp_best.yaml"
 T, V = 6, 29

@@ -8,8 +8,8 @@ from typing import Literal
 import pytest
 import yaml
 
-from jaxcp.config import apply_overrides, dump_yaml, from_dict, load_yaml, parse_override, to_dict
-from jaxcp.errors import InputError
+from jaxcp.core.config import apply_overrides, dump_yaml, from_dict, load_yaml, parse_override, to_dict
+from jaxcp.core.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcp import controller
+from jaxcp.nas import controller
 
 TINY = (3, 2, 1)
 TABLE_I = (5, 4, 5, 6, 4, 1, 3, 3, 3, 3, 3, 5, 3, 3, 4, 4, 3, 5, 3, 3, 3, 3, 4, 3, 3)

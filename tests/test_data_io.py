@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from data_fixtures import TINY, infant_coords, write_csv, write_outcomes
 
+from jaxcp.core.errors import InputError
 from jaxcp.data.io import (
     Recording,
     check_fps,
@@ -19,8 +20,7 @@ from jaxcp.data.io import (
     read_raw_folder,
     recording_id,
 )
-from jaxcp.errors import InputError
-from jaxcp.skeleton import IN_MOTION_29
+from jaxcp.data.skeleton import IN_MOTION_29
 
 HEADER = "frame,head_x,head_y,thorax_x,thorax_y,pelvis_x,pelvis_y"
 

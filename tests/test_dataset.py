@@ -9,6 +9,7 @@ import pytest
 from data_fixtures import TINY
 
 from jaxcp import __version__
+from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import (
     InfantEntry,
     available_splits,
@@ -22,8 +23,7 @@ from jaxcp.data.dataset import (
     write_manifest,
     write_split,
 )
-from jaxcp.errors import InputError
-from jaxcp.skeleton import IN_MOTION_19, IN_MOTION_29, layout_to_dict
+from jaxcp.data.skeleton import IN_MOTION_19, IN_MOTION_29, layout_to_dict
 
 
 def seq(length: int, offset: float, num_joints: int = 3) -> np.ndarray:

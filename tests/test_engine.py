@@ -9,8 +9,9 @@ import pytest
 from jax._src import dispatch
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
 
-from jaxcp import engine, optim, train
-from jaxcp.space import HParams
+from jaxcp.training import engine, optim
+from jaxcp.training import students as train
+from jaxcp.training.hparams import HParams
 
 # two students that differ in everything that can be vmapped: seed, optimizer, lr, weight decay, momentum
 STUDENTS = [
@@ -93,7 +94,7 @@ def test_no_recompilation_across_epochs_and_students(run):
 
 
 def test_featurise_matches_per_window_features():
-    from jaxcp.features import compute_features
+    from jaxcp.data.features import compute_features
 
     windows = (
         np.random.default_rng(0).normal(size=(5, TINY_CONFIG.window, LAYOUT.num_joints, 2)).astype(np.float32)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from jaxcp.errors import InputError
-from jaxcp.features import FeatureConfig, acceleration_operators, arccos, butterworth_operator, compute_features
-from jaxcp.skeleton import COCO_17, IN_MOTION_29
+from jaxcp.core.errors import InputError
+from jaxcp.data.features import FeatureConfig, acceleration_operators, arccos, butterworth_operator, compute_features
+from jaxcp.data.skeleton import COCO_17, IN_MOTION_29
 
 
 def numpy_features(window: np.ndarray, parents, streams="JVBA", relative=1, order=8, cutoff=0.5,

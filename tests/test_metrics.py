@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxcp import metrics
+from jaxcp.clinical import metrics
 
 
 def brute_auc(labels, scores, weights=None):

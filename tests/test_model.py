@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from flax.core import unfreeze
 
+from jaxcp.data.features import FeatureConfig
+from jaxcp.data.skeleton import COCO_17, IN_MOTION_29
 from jaxcp.model import create_model
+from jaxcp.model.arch import Arch
 from jaxcp.model.attention import (
     AttentionLayer,
     ChannelAttention,
@@ -34,8 +37,7 @@ from jaxcp.model.ops import (
 )
 from jaxcp.model.plan import block_frames, input_blocks, input_stream_channels, main_blocks
 from jaxcp.model.temporal import TEMPORAL_LAYERS, BasicTemporal, ShuffleTemporal, V3Temporal, channel_shuffle
-from jaxcp.skeleton import COCO_17, IN_MOTION_29
-from jaxcp.space import DEFAULT_SPACE, Arch, load_arch_file, load_space
+from jaxcp.nas.space import DEFAULT_SPACE, load_arch_file, load_space
 
 BEST_FILE = DEFAULT_SPACE.parents[1] / "arch" / "autocp_best.yaml"
 KEY = jax.random.key(0, impl="rbg")  # compiles faster than threefry inside jit
@@ -366,7 +368,7 @@ def test_main_block_variants():
     x = jax.ShapeDtypeStruct((1, 1, 12, 29, 4), jnp.float32)
 
     def tree(**kw):
-        model = create_model(small_arch(conv="sep", **kw), IN_MOTION_29, streams=1)
+        model = create_model(small_arch(conv="sep", **kw), IN_MOTION_29, FeatureConfig(streams="J"))
         return shapes(jax.eval_shape(lambda x: model.init(KEY, x, train=False), x)["params"])
 
     assert tree(depth_main=2) == tree(depth_main=3)
@@ -380,7 +382,7 @@ def test_variants_agree_where_autocp_has_no_quirk():
     """conv basic with depth_main 1: the same network in both variants, same parameters, same outputs."""
     arch = small_arch(depth_main=1, stride_main=2, attention="fa")
     x = rand((2, 1, 10, 29, 4), 15)
-    a, c = (create_model(dataclasses.replace(arch, variant=v), IN_MOTION_29, streams=1)
+    a, c = (create_model(dataclasses.replace(arch, variant=v), IN_MOTION_29, FeatureConfig(streams="J"))
             for v in ("autocp", "corrected"))
     assert shapes(jax.eval_shape(lambda: a.init(KEY, x, train=False))) == \
         shapes(jax.eval_shape(lambda: c.init(KEY, x, train=False)))
@@ -450,7 +452,7 @@ def random_variables(model, x):
     str(v) for v in dataclasses.astuple(cover_candidate(i))[1:4]))
 def test_every_choice_builds_and_trains_with_one_trace(i):
     arch = cover_candidate(i)
-    model = create_model(arch, IN_MOTION_29, streams=1)
+    model = create_model(arch, IN_MOTION_29, FeatureConfig(streams="J"))
     x = rand((2, 1, 12, 29, 4), i)
     variables = random_variables(model, x)
     logits, state, grads = forward_backward(model, variables, x, jax.random.key(2))
@@ -459,7 +461,7 @@ def test_every_choice_builds_and_trains_with_one_trace(i):
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
     assert not np.allclose(state["batch_stats"]["input"]["stream"]["init_bn"]["var"], 1.0)  # stats updated
     # The same architecture built again, new values, another dropout key: no new trace.
-    again = create_model(dataclasses.replace(arch), IN_MOTION_29, streams=1)
+    again = create_model(dataclasses.replace(arch), IN_MOTION_29, FeatureConfig(streams="J"))
     other_logits = forward_backward(again, variables, rand(x.shape, 100 + i), jax.random.key(3))[0]
     assert TRACES[model] == 1
     assert not np.allclose(logits, other_logits)
@@ -483,7 +485,7 @@ def test_fifty_random_candidates_build_at_150_frames():
 def test_parameter_count_of_a_small_network_equals_a_hand_count():
     arch = small_arch(init_channels=16, attention="ca")
     x = jax.ShapeDtypeStruct((1, 1, 12, 29, 4), jnp.float32)
-    model = create_model(arch, IN_MOTION_29, streams=1)
+    model = create_model(arch, IN_MOTION_29, FeatureConfig(streams="J"))
     params = jax.eval_shape(lambda x: model.init(KEY, x, train=False), x)["params"]
     edge = 2 * 29 * 29  # edge importance of a K = 2 graph layer
     bn = lambda c: 2 * c  # noqa: E731
@@ -544,7 +546,7 @@ def test_stacked_streams_equal_separate_input_streams():
 
 
 def test_network_checks_its_input_shape():
-    model = create_model(small_arch(), IN_MOTION_29, streams=1)
+    model = create_model(small_arch(), IN_MOTION_29, FeatureConfig(streams="J"))
     for shape in ((4, 2, 8, 29, 4), (4, 1, 8, 17, 4), (4, 1, 8, 29, 3), (4, 8, 29, 4)):
         with pytest.raises(ValueError, match="expected input"):
             jax.eval_shape(lambda x: model.init(KEY, x, train=False), jax.ShapeDtypeStruct(shape, jnp.float32))

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcp import optim
+from jaxcp.training import optim
 
 
 def torch_like(name, params, grads, lr, wd, momentum):

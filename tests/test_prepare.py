@@ -13,10 +13,10 @@ from data_fixtures import TINY, infant_coords, make_raw_dir, write_csv, write_ou
 
 from jaxcp.data.dataset import available_splits, load_dataset, read_manifest
 from jaxcp.data.io import read_csv_recording
+from jaxcp.data.prepare import main, prepare_dataset
 from jaxcp.data.preprocess import PreprocessConfig, preprocess
+from jaxcp.data.skeleton import IN_MOTION_29, layout_to_dict
 from jaxcp.data.splits import stratified_split
-from jaxcp.prepare import main, prepare_dataset
-from jaxcp.skeleton import IN_MOTION_29, layout_to_dict
 
 LABELS = {f"{k:02d}": int(k % 4 == 0) for k in range(12)}  # 3 CP, 9 non-CP
 

@@ -7,6 +7,7 @@ import pytest
 import scipy.ndimage
 from data_fixtures import TINY, infant_coords
 
+from jaxcp.core.errors import InputError
 from jaxcp.data.io import Recording
 from jaxcp.data.preprocess import (
     GapReport,
@@ -23,8 +24,7 @@ from jaxcp.data.preprocess import (
     resample_positions,
     run_lengths,
 )
-from jaxcp.errors import InputError
-from jaxcp.skeleton import COCO_17
+from jaxcp.data.skeleton import COCO_17
 
 
 def rec(coords, fps=30.0) -> Recording:

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcp import replay
+from jaxcp.nas import replay
 
 
 def rollouts(first, num, reward=0.95, width=3):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from jaxcp import runtime
+from jaxcp.core import runtime
 
 
 def test_compilation_cache_folder_from_the_environment(tmp_path, monkeypatch):

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from jaxcp import search
-from jaxcp.search_config import load_search_config, resolve_config_path
-from jaxcp.space import load_arch_file, load_space
+from jaxcp.core.config import resolve_config_path
+from jaxcp.nas import loop as search
+from jaxcp.nas.config import load_search_config
+from jaxcp.nas.space import load_arch_file, load_space
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
@@ -129,7 +130,7 @@ def test_bad_config_fails_before_training(tmp_path, capsys):
 
 
 def test_student_features_setting_reaches_the_training_configs(tmp_path, capsys):
-    from jaxcp.workflow import student_configs
+    from jaxcp.training.experiment import student_configs
 
     default = load_search_config(TEST_CONFIG, ["student.features.streams=JVBA"])
     assert student_configs(default.student)[0].features.streams == "JVBA"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from jaxcp.errors import InputError
-from jaxcp.skeleton import (
+from jaxcp.core.errors import InputError
+from jaxcp.data.skeleton import (
     BUILTIN_LAYOUTS,
     DEFAULT_LAYOUT,
     IN_MOTION_19,

@@ -8,16 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcp.errors import InputError
-from jaxcp.space import (
-    ARCH_DECISIONS,
-    DEFAULT_SPACE,
-    HPARAM_DECISIONS,
-    HParams,
-    arch_file_text,
-    load_arch_file,
-    load_space,
-)
+from jaxcp.core.errors import InputError
+from jaxcp.model.arch import ARCH_DECISIONS
+from jaxcp.nas.space import DEFAULT_SPACE, arch_file_text, load_arch_file, load_space
+from jaxcp.training.hparams import HPARAM_DECISIONS, HParams
 
 BEST_FILE = DEFAULT_SPACE.parents[1] / "arch" / "autocp_best.yaml"
 

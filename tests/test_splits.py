@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from jaxcp.core.errors import InputError
 from jaxcp.data.splits import (
     DEFAULT_VAL_FRACTION,
     SplitConfig,
@@ -14,7 +15,6 @@ from jaxcp.data.splits import (
     stratified_folds,
     stratified_split,
 )
-from jaxcp.errors import InputError
 
 
 def cohort(num_positive: int, num_negative: int) -> tuple[list[str], list[int]]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from jaxcp import synth
-from jaxcp.errors import InputError
-from jaxcp.skeleton import COCO_17, IN_MOTION_19, IN_MOTION_29, Layout
+from jaxcp.core.errors import InputError
+from jaxcp.data import synth
+from jaxcp.data.skeleton import COCO_17, IN_MOTION_19, IN_MOTION_29, Layout
 
 CUSTOM = Layout(
     name="custom-5", joints=("a", "b", "c", "d", "e"), edges=((0, 1), (1, 2), (1, 3), (3, 4)), center=1,

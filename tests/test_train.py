@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
 
-from jaxcp import checkpoint, engine, train
-from jaxcp.errors import InputError
+from jaxcp.core.errors import InputError
+from jaxcp.model import checkpoint
+from jaxcp.training import engine
+from jaxcp.training import students as train
 
 
 def evaluated_epochs(config: train.TrainConfig) -> list[int]:

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import make_dataset
 from jaxcp.data.windows import (
     TrainPlan,
@@ -19,7 +20,6 @@ from jaxcp.data.windows import (
     train_window_bounds,
     train_window_plan,
 )
-from jaxcp.errors import InputError
 
 
 def encoded(lengths: list[int], num_joints: int = 2):

@@ -12,13 +12,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from jaxcp import synth, train
+from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
+from jaxcp.data.features import FeatureConfig
+from jaxcp.data.prepare import PrepareConfig, prepare_dataset
+from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.splits import SplitConfig
-from jaxcp.features import FeatureConfig
-from jaxcp.prepare import PrepareConfig, prepare_dataset
-from jaxcp.skeleton import IN_MOTION_29
-from jaxcp.space import Arch, HParams
+from jaxcp.model.arch import Arch
+from jaxcp.training import students as train
+from jaxcp.training.hparams import HParams
 
 LAYOUT = IN_MOTION_29
 WINDOW = 90  # 3 s windows: long enough to see the synthetic CP pattern (limbs moving in sync)

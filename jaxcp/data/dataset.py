@@ -24,9 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from jaxcp import __version__
-from jaxcp.atomic import save_npy, write_text
-from jaxcp.errors import InputError
-from jaxcp.skeleton import BUILTIN_LAYOUTS, Layout, layout_from_dict
+from jaxcp.core.atomic import save_npy, write_text
+from jaxcp.core.config import from_dict
+from jaxcp.core.errors import InputError
+from jaxcp.data.io import DEFAULT_CONFIDENCE_THRESHOLD
+from jaxcp.data.preprocess import PreprocessConfig
+from jaxcp.data.skeleton import BUILTIN_LAYOUTS, Layout, layout_from_dict
 
 MANIFEST = "manifest.json"
 FORMAT = "jaxcp-processed"
@@ -329,3 +332,34 @@ def _tiled(ids, labels, padded: np.ndarray, lengths: np.ndarray, layout_name: st
     for i in range(padded.shape[0]):
         coords[i] = np.transpose(padded[i][:, frame[i]], (1, 2, 0))
     return Dataset(ids, labels, coords, lengths, layout_name, float(fps))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    """How a model's training data were prepared, so that new recordings get the same treatment.
+
+    Attributes:
+      preprocess: the preprocessing settings (None: unknown, e.g. AutoCP npy data without a manifest).
+      confidence_threshold: points with a lower `<joint>_score` were treated as missing.
+      fps: frame rate of the processed data (= preprocess.target_fps for jaxcp datasets).
+      source: the processed data folder the model was trained on (for the record).
+    """
+
+    preprocess: PreprocessConfig | None = None
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    fps: float = 30.0
+    source: str = ""
+
+
+def data_settings(data_dir: str | Path) -> DataSettings:
+    """How a processed dataset was prepared (from its manifest; unknown preprocessing for AutoCP npy data)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / MANIFEST).is_file():
+        return DataSettings(source=str(data_dir.resolve()))
+    manifest = read_manifest(data_dir)
+    settings = manifest.settings
+    where = f"{data_dir / MANIFEST} settings"
+    preprocess = from_dict(PreprocessConfig, settings.get("preprocess", {}), f"{where}: preprocess")
+    threshold = settings.get("confidence_threshold", DataSettings.confidence_threshold)
+    return DataSettings(preprocess=preprocess, confidence_threshold=float(threshold), fps=float(manifest.fps),
+                        source=str(data_dir.resolve()))

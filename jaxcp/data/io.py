@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcp.errors import InputError
-from jaxcp.skeleton import Layout
+from jaxcp.core.errors import InputError
+from jaxcp.data.skeleton import Layout
 
 CSV_PREFIX = "orgcoords_"
 DEFAULT_FPS = 30.0

@@ -25,9 +25,9 @@ import math
 
 import numpy as np
 
+from jaxcp.core.errors import InputError
 from jaxcp.data.io import Recording
-from jaxcp.errors import InputError
-from jaxcp.skeleton import Layout
+from jaxcp.data.skeleton import Layout
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxcp.errors import InputError
-from jaxcp.runtime import DEFAULT_SEED
+from jaxcp.core.errors import InputError
+from jaxcp.core.runtime import DEFAULT_SEED
 
 SPLITS = ("train", "val", "test")
 DEFAULT_TEST_FRACTION = 0.25

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import Dataset
-from jaxcp.errors import InputError
 
 WINDOW = 150
 HOP = 75

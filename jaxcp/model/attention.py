@@ -7,10 +7,13 @@ Frame attention has no sigmoid (a raw, unbounded gate, as AutoCP and EfficientGC
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcp.data.skeleton import Layout
 from jaxcp.model.ops import (
     BatchNorm,
     Pointwise,
@@ -19,7 +22,6 @@ from jaxcp.model.ops import (
     record_avg_pool,
     record_softmax,
 )
-from jaxcp.skeleton import Layout
 
 FRAME_WINDOW = 9
 
@@ -113,14 +115,18 @@ class AttentionLayer(nn.Module):
         return activation_fn(self.activation)(BatchNorm(name="bn")(x * att, train=train)) + x
 
     def _attention(self) -> nn.Module:
-        if self.kind == "stja":
-            return STJointAttention(self.reduct_ratio, name="att")
-        if self.kind == "ca":
-            return ChannelAttention(name="att")
-        if self.kind == "fa":
-            return FrameAttention(name="att")
-        if self.kind == "ja":
-            return JointAttention(name="att")
-        if self.kind == "pa":
-            return PartAttention(self.reduct_ratio, self.layout, name="att")
-        raise ValueError(f"unknown attention type {self.kind!r}")
+        try:
+            make = ATTENTION_LAYERS[self.kind]
+        except KeyError:
+            raise ValueError(f"unknown attention type {self.kind!r}") from None
+        return make(self)
+
+
+# attention type name -> the attention module of an AttentionLayer (the space's choices come from here)
+ATTENTION_LAYERS: dict[str, Callable[[AttentionLayer], nn.Module]] = {
+    "stja": lambda layer: STJointAttention(layer.reduct_ratio, name="att"),
+    "ca": lambda layer: ChannelAttention(name="att"),
+    "fa": lambda layer: FrameAttention(name="att"),
+    "ja": lambda layer: JointAttention(name="att"),
+    "pa": lambda layer: PartAttention(layer.reduct_ratio, layer.layout, name="att"),
+}

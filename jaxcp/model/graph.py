@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcp.data.skeleton import Layout
 from jaxcp.model.ops import BatchNorm, Pointwise, activation_fn, dense, kaiming_normal, record
-from jaxcp.skeleton import Layout
 
 
 @functools.lru_cache(maxsize=32)

@@ -14,13 +14,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcp.data.features import CHANNELS_PER_STREAM, FeatureConfig
+from jaxcp.data.skeleton import Layout, load_layout
+from jaxcp.model.arch import Arch
 from jaxcp.model.attention import AttentionLayer
 from jaxcp.model.graph import MultiGCNLayer, SpatialGraphLayer
 from jaxcp.model.ops import BatchNorm, Pointwise, record_avg_pool, replicate_counts
 from jaxcp.model.plan import BlockSpec, input_blocks, main_blocks
 from jaxcp.model.temporal import BasicTemporal, temporal_layer
-from jaxcp.skeleton import Layout, load_layout
-from jaxcp.space import Arch
 
 CLASSIFIER_INIT_STD = 0.001
 
@@ -143,8 +144,17 @@ class Network(nn.Module):
         return Classifier(self.num_classes, self.arch.dropout, name="classifier")(h, train=train)
 
 
-def create_model(arch: Arch, layout: Layout | str, *, streams: int = 4, in_channels: int = 4,
+ALL_STREAMS = FeatureConfig()
+
+
+def create_model(arch: Arch, layout: Layout | str, features: FeatureConfig = ALL_STREAMS, *,
                  num_classes: int = 2) -> Network:
-    """The Flax module of a candidate; call as `model.apply(variables, x, train=...)`."""
-    return Network(arch, load_layout(layout), streams=streams, in_channels=in_channels,
+    """The Flax network of a candidate for the input streams of `features` (default all four); call it as
+    `model.apply(variables, x, train=...)` with x: (N, features.num_streams, T, V, 4)."""
+    return Network(arch, load_layout(layout), streams=features.num_streams, in_channels=CHANNELS_PER_STREAM,
                    num_classes=num_classes)
+
+
+def input_shape(layout: Layout, features: FeatureConfig, window: int, batch: int = 1) -> tuple[int, ...]:
+    """(batch, streams, window, V, 4): the shape of the network's input."""
+    return (batch, features.num_streams, window, layout.num_joints, CHANNELS_PER_STREAM)

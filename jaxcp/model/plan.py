@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from jaxcp.model.arch import Arch
 from jaxcp.model.ops import output_frames
-from jaxcp.space import Arch
 
 MIN_INPUT_CHANNELS = 32
 MAX_MAIN_CHANNELS = 128

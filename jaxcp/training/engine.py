@@ -25,13 +25,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcp import optim
-from jaxcp.augment import AugmentConfig, augment
-from jaxcp.data.windows import sample_train_windows
-from jaxcp.features import FeatureConfig, compute_features
-from jaxcp.model import create_model
-from jaxcp.skeleton import Layout
-from jaxcp.space import Arch
+from jaxcp.core.batching import chunked_map
+from jaxcp.data.augment import AugmentConfig, augment
+from jaxcp.data.features import FeatureConfig, compute_features
+from jaxcp.data.skeleton import Layout
+from jaxcp.data.windows import WINDOW, sample_train_windows
+from jaxcp.model import Arch, create_model, input_shape
+from jaxcp.training import optim
+
+PROGRAM_CACHE_SIZE = 16  # architectures whose programs (and compiled executables) stay in memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +45,7 @@ class ProgramSpec:
     features: FeatureConfig = FeatureConfig()
     augment: AugmentConfig | None = AugmentConfig()
     batch_size: int = 32
-    window: int = 150
+    window: int = WINDOW
     eval_batch: int = 256
 
 
@@ -54,6 +56,11 @@ class TrainState:
     opt_state: optim.StudentOptState
     base_lr: jax.Array
     step: jax.Array
+
+    @property
+    def variables(self) -> dict:
+        """The network's variables, as `model.apply` takes them."""
+        return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 @flax.struct.dataclass
@@ -67,22 +74,18 @@ class TrainData:
 
 @dataclasses.dataclass(frozen=True)
 class Programs:
+    """The jitted programs of one spec, and their ahead-of-time compiled executables by argument shapes
+    (filled by the training loop; evicted with the programs)."""
+
     init: Any
     epoch: Any
     predict: Any
     model: nn.Module
-
-
-def input_shape(spec: ProgramSpec, batch: int) -> tuple[int, ...]:
-    return (batch, spec.features.num_streams, spec.window, spec.layout.num_joints, 4)
-
-
-def make_model(spec: ProgramSpec) -> nn.Module:
-    return create_model(spec.arch, spec.layout, streams=spec.features.num_streams, in_channels=4)
+    compiled: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 def _init_one(spec: ProgramSpec, model: nn.Module, key, hparams: optim.StudentHParams) -> TrainState:
-    x = jnp.zeros(input_shape(spec, 2), jnp.float32)
+    x = jnp.zeros(input_shape(spec.layout, spec.features, spec.window, batch=2), jnp.float32)
     variables = model.init({"params": key, "dropout": key}, x, train=False)
     params = variables["params"]
     tx = optim.student_optimizer()
@@ -142,23 +145,18 @@ def _epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key, lr_f
 
 def _predict_one(spec: ProgramSpec, model: nn.Module, state: TrainState, features):
     """(M, I, W, V, 4) features -> (M,) P(CP), in chunks of `spec.eval_batch`."""
-    m = features.shape[0]
-    chunk = min(spec.eval_batch, m)
-    pad = (-m) % chunk
-    padded = jnp.concatenate([features, jnp.zeros((pad, *features.shape[1:]), features.dtype)])
-    chunks = padded.reshape(-1, chunk, *features.shape[1:])
 
     def run(x):
         logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
         return jax.nn.softmax(logits, axis=-1)[:, 1]
 
-    return jax.lax.map(run, chunks).reshape(-1)[:m]
+    return chunked_map(run, features, spec.eval_batch)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=PROGRAM_CACHE_SIZE)
 def get_programs(spec: ProgramSpec) -> Programs:
     """The jitted, student-vmapped programs of one spec (cached: one trace per spec and data shape)."""
-    model = make_model(spec)
+    model = create_model(spec.arch, spec.layout, spec.features)
     init = jax.jit(jax.vmap(functools.partial(_init_one, spec, model)))
     epoch = jax.jit(
         jax.vmap(functools.partial(_epoch_one, spec, model), in_axes=(0, 0, None, None)),
@@ -171,12 +169,7 @@ def get_programs(spec: ProgramSpec) -> Programs:
 @functools.partial(jax.jit, static_argnames=("layout", "config", "chunk"))
 def featurise(windows, layout: Layout, config: FeatureConfig, chunk: int = 512):
     """(M, W, V, 2) evaluation windows -> (M, I, W, V, 4) features, computed once per dataset."""
-    m = windows.shape[0]
-    chunk = min(chunk, m)
-    pad = (-m) % chunk
-    padded = jnp.concatenate([windows, jnp.zeros((pad, *windows.shape[1:]), windows.dtype)])
-    out = jax.lax.map(lambda w: compute_features(w, layout, config), padded.reshape(-1, chunk, *windows.shape[1:]))
-    return out.reshape(-1, *out.shape[2:])[:m]
+    return chunked_map(lambda w: compute_features(w, layout, config), windows, chunk)
 
 
 def stack_students(trees: list) -> Any:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from jaxcp.errors import InputError
+from jaxcp.core.errors import InputError
 
 MAX_HOP = 3
 

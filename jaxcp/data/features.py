@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcp.errors import InputError
-from jaxcp.skeleton import Layout
+from jaxcp.core.errors import InputError
+from jaxcp.data.skeleton import Layout
 
 STREAM_ORDER = "JVBA"
 CHANNELS_PER_STREAM = 4

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcp import atomic
-from jaxcp.checkpoint import jsonable
+from jaxcp.core import atomic
+from jaxcp.core.config import jsonable
 
 FORMATS = ("md", "html")
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxcp.errors import InputError
+from jaxcp.core.errors import InputError
 
 ROTATIONS_DEG = tuple(float(a) for a in range(-60, 61, 10))
 SCALES = tuple(round(0.7 + 0.1 * i, 1) for i in range(7))

@@ -14,6 +14,8 @@ Orbax saves and restores it as it is. Functions are pure: they return a new memo
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 from flax import struct
@@ -21,6 +23,17 @@ from flax import struct
 DEFAULT_CAPACITY = 200
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_THRESHOLD = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    """enabled: use the memory at all; threshold: fresh rollouts with a reward strictly above it are stored;
+    capacity: rollouts kept (FIFO); batch: the first replay batch size (doubles as the memory fills)."""
+
+    enabled: bool = True
+    threshold: float = DEFAULT_THRESHOLD
+    capacity: int = DEFAULT_CAPACITY
+    batch: int = DEFAULT_BATCH_SIZE
 
 
 @struct.dataclass

@@ -42,6 +42,8 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxcp.core.errors import InputError
+
 PAPER_LEARNING_RATE = 0.001
 DEFAULT_LEARNING_RATE = 0.05
 DEFAULT_BASELINE = "moving_average"
@@ -69,13 +71,13 @@ class ControllerConfig:
 
     def __post_init__(self):
         if self.baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {self.baseline!r}; expected one of {BASELINES}")
+            raise InputError(f"controller.baseline: unknown baseline {self.baseline!r}; expected one of {BASELINES}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise InputError(f"controller.lr: must be positive, got {self.lr}")
         if not 0.0 <= self.baseline_decay < 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+            raise InputError(f"controller.baseline_decay: must be in [0, 1), got {self.baseline_decay}")
         if self.min_bucket < 1:
-            raise ValueError(f"min_bucket must be >= 1, got {self.min_bucket}")
+            raise InputError(f"controller.min_bucket: must be >= 1, got {self.min_bucket}")
 
 
 def paper_config() -> ControllerConfig:

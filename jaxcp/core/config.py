@@ -1,4 +1,4 @@
-"""YAML configs read into frozen dataclasses, with `--set key=value` overrides.
+"""YAML configs read into frozen dataclasses, with `--set key=value` overrides; plain data out.
 
 Every config section is a frozen dataclass. `from_dict` rejects unknown keys and values of the wrong
 type with a message naming the key; `apply_overrides` edits a nested mapping from `a.b=value` strings
@@ -14,11 +14,27 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
-from jaxcp.errors import InputError
+from jaxcp.core.errors import InputError
 
 T = TypeVar("T")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_config_path(name_or_path: str, kind: str) -> Path:
+    """`quick` -> configs/<kind>/quick.yaml; anything with a suffix or a slash is a path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        return path
+    path = CONFIG_DIR / kind / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+        raise InputError(f"{kind} config {name_or_path!r} not found (known: {', '.join(known)})")
+    return path
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -151,3 +167,18 @@ def to_dict(obj: Any) -> Any:
 
 def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def jsonable(obj):
+    """Plain JSON data: numpy scalars as Python numbers, NaN and infinities as None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

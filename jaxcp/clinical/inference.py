@@ -1,0 +1,110 @@
+"""Ensembles of trained models (`Predictor`s from checkpoints or exported files) on the same windows.
+
+Ensembles follow MovementOutcome (movementoutcome-data.md §3): the ensemble's window probability is the
+median over models, an infant's risk the median over its windows, and with several models a prediction is
+certain when the models' own risks (median over windows) agree: Q1 > threshold for a positive prediction,
+Q3 < threshold for a negative one. Body-part contributions (`jaxcp.clinical.predictor`): the median over
+models and over an infant's windows gives one value per joint in [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxcp.clinical import metrics
+from jaxcp.clinical.export import load_exported
+from jaxcp.clinical.predictor import DEFAULT_CHUNK, Predictor, load_checkpoint
+from jaxcp.core.errors import InputError
+
+
+def expand_checkpoints(paths: Sequence[str | Path]) -> list[Path]:
+    """Checkpoint folders; a training run folder (jaxcp train --out) stands for all its seed_<k> models."""
+    out = []
+    for path in map(Path, paths):
+        seeds = sorted(path.glob("seed_*/meta.json"), key=lambda p: int(p.parent.name.split("_")[-1])
+                       if p.parent.name.split("_")[-1].isdigit() else 0)  # fmt: skip
+        if not (path / "meta.json").is_file() and seeds:
+            out.extend(p.parent for p in seeds)
+        else:
+            out.append(path)
+    return out
+
+
+def check_compatible(predictors: Sequence[Predictor]) -> Predictor:
+    """The first predictor, after checking that all share layout, window, hop and preprocessing."""
+    if not predictors:
+        raise InputError("no model given")
+    first = predictors[0]
+    for other in predictors[1:]:
+        mine, theirs = first.spec, other.spec
+        for what, a, b in (("layout", mine.layout, theirs.layout), ("window", mine.window, theirs.window),
+                           ("hop", mine.hop, theirs.hop),
+                           ("preprocessing", mine.data.preprocess, theirs.data.preprocess)):  # fmt: skip
+            if a != b:
+                name = getattr(a, "name", a)
+                raise InputError(
+                    f"{other.name}: its {what} differs from that of {first.name} "
+                    f"({getattr(b, 'name', b)} vs {name}); an ensemble needs the same"
+                )
+    return first
+
+
+@dataclasses.dataclass
+class EnsembleOutput:
+    """Predictions of K models for M windows of N infants.
+
+    model_probs (K, M), window_probs (M,) = median over models, owner (M,) infant index of each window,
+    contributions (K, M, V), risk (N,) = median of the infant's ensemble window probabilities,
+    model_risks (K, N) = each model's own median over the infant's windows.
+    """
+
+    model_probs: np.ndarray
+    window_probs: np.ndarray
+    owner: np.ndarray
+    contributions: np.ndarray
+    risk: np.ndarray
+    model_risks: np.ndarray
+
+    @property
+    def num_models(self) -> int:
+        return int(self.model_probs.shape[0])
+
+    def certain(self, threshold: float) -> np.ndarray | None:
+        """(N,) bool certainty of each infant's classification; None for a single model."""
+        if self.num_models < 2:
+            return None
+        return metrics.ensemble_certainty(self.model_risks, threshold, risk=self.risk)
+
+    def subject_contributions(self) -> np.ndarray:
+        """(N, V): median over models, then over each infant's windows."""
+        per_window = np.median(self.contributions, axis=0)
+        return np.stack([np.median(per_window[self.owner == i], axis=0) for i in range(self.risk.shape[0])])
+
+
+def run_ensemble(
+    predictors: Sequence[Predictor], windows: np.ndarray, owner: np.ndarray, num_subjects: int
+) -> EnsembleOutput:
+    """Every model on the same (M, W, V, 2) windows; `owner` (M,) gives each window's infant."""
+    outputs = [p(windows) for p in predictors]
+    model_probs = np.stack([o[0] for o in outputs]).astype(np.float64)
+    window_probs = metrics.ensemble_window_probs(model_probs)
+    risk = metrics.subject_scores(window_probs, owner, num_subjects)
+    model_risks = np.stack([metrics.subject_scores(p, owner, num_subjects) for p in model_probs])
+    return EnsembleOutput(
+        model_probs, window_probs, np.asarray(owner), np.stack([o[1] for o in outputs]), risk, model_risks
+    )
+
+
+def load_predictors(
+    checkpoints: Sequence[str | Path] = (), exported: Sequence[str | Path] = (), chunk: int = DEFAULT_CHUNK
+) -> list[Predictor]:
+    """Predictors of checkpoint folders (training runs expand to their seeds) and exported files."""
+
+    if not checkpoints and not exported:
+        raise InputError("no model given: use --checkpoint DIR or --model FILE")
+    predictors = [load_checkpoint(path, chunk) for path in expand_checkpoints(checkpoints)]
+    return predictors + [load_exported(path, chunk) for path in exported]

@@ -1,0 +1,65 @@
+"""Orbax checkpoints of a running search: the `SearchState`'s arrays (controller, replay memory) as a
+pytree, and the rest of it as JSON.
+
+Each save is a new step of an Orbax `CheckpointManager` (the last few are kept). Orbax finalises a step
+only once it is completely written, so a kill during a save leaves the previous step as the latest. If the
+latest step cannot be read (a damaged disk, a file removed by hand), `restore` falls back to the one
+before it with a warning. A run folder written by an older jaxcp (another state format) is refused with
+one clear line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orbax.checkpoint as ocp
+from flax import serialization
+
+from jaxcp.core.errors import InputError
+from jaxcp.nas.space import SearchSpace
+from jaxcp.nas.state import SearchState, state_document, state_from_document
+
+KEEP = 3
+STATE_FORMAT = "jaxcp-search-state-2"
+
+
+class SearchCheckpoints:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory).resolve()
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True)
+        )
+
+    def save(self, state: SearchState) -> None:
+        step = (self.manager.latest_step() or 0) + 1
+        document = {"format": STATE_FORMAT, **state_document(state)}
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(serialization.to_state_dict(state.arrays)), meta=ocp.args.JsonSave(document)
+        )
+        self.manager.save(step, args=args)
+        self.manager.wait_until_finished()
+
+    def restore(self, fresh: SearchState, space: SearchSpace, log) -> SearchState:
+        """The latest readable checkpoint's state, or `fresh` when there is none."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        for i, step in enumerate(steps):
+            try:
+                target = serialization.to_state_dict(fresh.arrays)
+                args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+                restored = self.manager.restore(step, args=args)
+                arrays = serialization.from_state_dict(fresh.arrays, restored["state"])
+                document = dict(restored["meta"])
+            except Exception as error:  # orbax raises many types for damaged files
+                later = "an older one" if i + 1 < len(steps) else "a fresh start"
+                log.warn(f"checkpoint step {step} in {self.directory} is damaged ({type(error).__name__}); "
+                         f"falling back to {later}")  # fmt: skip
+                continue
+            if document.get("format") != STATE_FORMAT:
+                raise InputError(f"{self.directory}: a search state written by another jaxcp version "
+                                 f"(format {document.get('format', 'jaxcp-search-state-1')!r}, this version reads "
+                                 f"{STATE_FORMAT!r}); start a new search with --out")  # fmt: skip
+            state = state_from_document(document, arrays, space)
+            log.line(f"resuming from checkpoint step {step} (iteration {state.iteration}, "
+                     f"{len(state.students)} students done)")  # fmt: skip
+            return state
+        return fresh

@@ -1,0 +1,168 @@
+"""The search loop (reference §6.3): drives the `SearchState` steps, trains students, checkpoints, reports.
+
+Iteration 0 trains `first_students` students sampled from the controller's policy, later iterations
+`students`; students of one iteration that share architecture and batch size are trained together
+(vmapped). After each iteration the controller takes one REINFORCE step on the fresh rollouts plus a replay
+batch, the students above the replay threshold enter the replay memory, and the policy's argmax candidate
+is trained for the long schedule and recorded.
+
+The state is checkpointed with Orbax after every group of students and after every update, so a search run
+again on its folder trains no finished student again and, on CPU with the same seed, ends in the same
+controller state as an uninterrupted run. The run folder holds:
+
+    config.yaml                   the resolved search config (written by the command)
+    checkpoints/                  the search state (`jaxcp.nas.checkpoint`)
+    students.jsonl                one record per trained student, rewritten after every group
+    argmax/iteration_<i>/         each iteration's argmax candidate: model checkpoint and arch.yaml
+    best.yaml                     the best validated candidate (argmax candidates and students together)
+    summary.json, controller_probabilities.json, rewards.png, controller_probabilities.png
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from jaxcp.core import atomic
+from jaxcp.core.config import jsonable
+from jaxcp.data.features import FeatureConfig
+from jaxcp.data.windows import WINDOW
+from jaxcp.model.arch import Arch
+from jaxcp.model.counting import complexity
+from jaxcp.nas import state as steps
+from jaxcp.nas.checkpoint import SearchCheckpoints
+from jaxcp.nas.config import SearchConfig
+from jaxcp.nas.plots import plot_search
+from jaxcp.nas.space import SearchSpace
+from jaxcp.nas.state import ArgmaxRecord, Candidate, SearchState, StudentRecord
+from jaxcp.training.archfile import arch_file_text
+from jaxcp.training.experiment import Experiment
+from jaxcp.training.students import StudentResult
+
+ARGMAX_ID = 10**6  # student_seed id offset of the argmax candidates
+
+
+class SearchLog(Protocol):
+    """Where the loop reports (the command's progress display)."""
+
+    def line(self, text: str) -> None: ...
+
+    def warn(self, text: str) -> None: ...
+
+    def student(self, record: StudentRecord, index: int, count: int, best: float) -> None: ...
+
+
+def student_seed(seed: int, student_id: int, replica: int) -> int:
+    return (seed * 1_000_003 + student_id * 101 + replica) % (2**31 - 1)
+
+
+def student_record(candidate: Candidate, iteration: int, results: list[StudentResult], counts: dict) -> StudentRecord:
+    """One student's record from its seeds' results (reward: their mean)."""
+    rewards = tuple(r.reward for r in results)
+    statuses = {r.status for r in results}
+    status = "failed" if statuses == {"failed"} else ("early_stopped" if "early_stopped" in statuses else "ok")
+    best = max(results, key=lambda r: r.reward)
+    return StudentRecord(
+        id=candidate.id, iteration=iteration, actions=candidate.actions, arch=candidate.arch,
+        hparams=candidate.hparams, reward=float(np.mean(rewards)), rewards=rewards, status=status,
+        best_epoch=best.best_epoch, metrics=jsonable(best.metrics), params=counts.get("params"),
+        macs=counts.get("macs_thop"), seconds_compile=results[0].seconds_compile,
+        seconds_train=results[0].seconds_train, seconds_eval=results[0].seconds_eval,
+    )  # fmt: skip
+
+
+class Search:
+    """One search run in `run_dir`; `run()` continues from the latest checkpoint if there is one."""
+
+    def __init__(self, config: SearchConfig, run_dir: Path, experiment: Experiment, space: SearchSpace,
+                 log: SearchLog):
+        self.config, self.run_dir, self.exp, self.space, self.log = config, run_dir, experiment, space, log
+        self.checkpoints = SearchCheckpoints(run_dir / "checkpoints")
+        self._counts: dict[Arch, dict] = {}
+        self.state = self.checkpoints.restore(steps.init_state(space, config), space, log)
+
+    def run(self) -> dict:
+        while not steps.finished(self.state, self.config):
+            if self.state.phase == "students":
+                self._train_students()
+                self._update_controller()
+            if self.state.phase == "argmax":
+                self._train_argmax()
+            self._advance(steps.next_iteration(self.state))
+        return self._finish()
+
+    def _advance(self, state: SearchState) -> None:
+        """Take the new state and checkpoint it (with students.jsonl)."""
+        self.state = state
+        self.checkpoints.save(state)
+        lines = "".join(json.dumps(s.to_json()) + "\n" for s in state.students)
+        atomic.write_text(self.run_dir / "students.jsonl", lines)
+
+    def _train_students(self) -> None:
+        if self.state.pending is None:
+            self._advance(steps.start_iteration(self.state, self.space, self.config))
+        first_id, count = self.state.pending[0].id, len(self.state.pending)
+        for group in steps.candidate_groups(self.state):
+            records = self._train_group(group)
+            self._advance(steps.add_students(self.state, records))
+            for r in records:
+                self.log.student(r, r.id - first_id + 1, count, self.state.best_reward())
+
+    def _train_group(self, group: tuple[Candidate, ...]) -> list[StudentRecord]:
+        """Train the candidates of one architecture together, `student.seeds` seeds each."""
+        n, arch = self.config.student.seeds, group[0].arch
+        hparams = [c.hparams for c in group for _ in range(n)]
+        seeds = [student_seed(self.config.seed, c.id, r) for c in group for r in range(n)]
+        results = self.exp.train(arch, hparams, seeds, long=False)
+        counts = self._complexity(arch)
+        iteration = self.state.iteration
+        return [student_record(c, iteration, results[k * n : (k + 1) * n], counts) for k, c in enumerate(group)]
+
+    def _complexity(self, arch: Arch) -> dict:
+        """Trainable parameters and thop MACs at the paper's window (traced, no compilation)."""
+        if arch not in self._counts:
+            self._counts[arch] = complexity(arch, self.exp.layout, frames=WINDOW, xla=False)
+        return self._counts[arch]
+
+    def _update_controller(self) -> None:
+        state, info = steps.update_controller(self.state, self.config)
+        self._advance(state)
+        self.log.line(f"iteration {state.iteration}: controller updated ({info['rollouts']} rollouts, "
+                      f"loss {info['loss']:.4f})")  # fmt: skip
+
+    def _train_argmax(self) -> None:
+        it = self.state.iteration
+        candidate = steps.argmax_candidate(self.state, self.space)
+        self.log.line(f"iteration {it}: training the argmax candidate for {self.config.student.argmax_epochs} epochs")
+        out = self.run_dir / "argmax" / f"iteration_{it:03d}"
+        seed = student_seed(self.config.seed, ARGMAX_ID + it, 0)
+        [result] = self.exp.train(candidate.arch, [candidate.hparams], [seed], long=True, checkpoint_dir=out)
+        atomic.write_text(out / "arch.yaml", arch_file_text(candidate.arch, candidate.hparams))
+        record = ArgmaxRecord(
+            iteration=it, actions=candidate.actions, arch=candidate.arch, hparams=candidate.hparams,
+            reward=result.reward, status=result.status, best_epoch=result.best_epoch,
+            metrics=jsonable(result.metrics), checkpoint=str(out.relative_to(self.run_dir)),
+            seconds_train=result.seconds_train, seconds_compile=result.seconds_compile,
+        )  # fmt: skip
+        self._advance(steps.add_argmax(self.state, record))
+        self.log.line(f"iteration {it}: argmax candidate validation AUC {result.reward:.3f}")
+
+    def _finish(self) -> dict:
+        best = steps.best_record(self.state)
+        if best is not None:
+            text = arch_file_text(best.arch, best.hparams)
+            streams = self.config.student.features.streams
+            if streams != FeatureConfig().streams:
+                text = f"# found with input streams {streams}: train it with --set features.streams={streams}\n" + text
+            atomic.write_text(self.run_dir / "best.yaml", text)
+        summary = {"students": len(self.state.students), "iterations": self.state.iteration,
+                   "best": None if best is None else best.to_json(),
+                   "argmax": [a.to_json() for a in self.state.argmax]}  # fmt: skip
+        atomic.write_text(self.run_dir / "summary.json", json.dumps(jsonable(summary), indent=2))
+        atomic.write_text(self.run_dir / "controller_probabilities.json",
+                          json.dumps(list(self.state.probabilities), indent=1))  # fmt: skip
+        plot_search(self.run_dir, self.state, self.space)
+        return summary

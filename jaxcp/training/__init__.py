@@ -1,0 +1,11 @@
+"""Training students: optimizers, the compiled programs, the epoch loop, the long run.
+
+  hparams     `HParams`, the searched training hyperparameters (optimizer names from `optim`)
+  archfile    architecture files (arch + hparams as YAML)
+  optim       AutoCP's three PyTorch optimizers as one optax transformation with array hyperparameters
+  engine      compiled, student-vmapped programs: init, one epoch (lax.scan over batches), predict
+  students    `TrainConfig`, the host loop over epochs: validation, early stop, reward (`StudentRun`)
+  experiment  one dataset's splits on device, and students trained on them (what the search uses)
+  run         the long, resumable training of one architecture in a run folder (`jaxcp train`)
+  checkpoint  the state of a long run on disk
+"""

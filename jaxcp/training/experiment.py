@@ -1,0 +1,68 @@
+"""An experiment: one dataset's train and validation splits on device, and training of students on them.
+
+The search and its argmax candidates share this: data are loaded, windowed and featurised once, then any
+number of students (of any architecture) are trained against them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from jaxcp.core.errors import InputError
+from jaxcp.data.dataset import Dataset, DataSettings, data_settings, load_dataset
+from jaxcp.data.skeleton import Layout
+from jaxcp.model.arch import Arch
+from jaxcp.model.checkpoint import save_model
+from jaxcp.training.hparams import HParams
+from jaxcp.training.students import StudentResult, TrainConfig, make_eval_data, make_train_data, train_students
+
+
+@dataclasses.dataclass
+class Experiment:
+    layout: Layout
+    train_set: Dataset
+    val_set: Dataset
+    student: TrainConfig
+    long: TrainConfig
+    data: DataSettings = DataSettings()  # how the data were prepared (stored with saved models)
+
+    def __post_init__(self):
+        self.train_data = make_train_data(self.train_set, self.student)
+        self.val_data = make_eval_data(self.val_set, self.layout, self.student)
+
+    def train(
+        self,
+        arch: Arch,
+        hparams: Sequence[HParams],
+        seeds: Sequence[int],
+        *,
+        long: bool = False,
+        checkpoint_dir: Path | None = None,
+        on_epoch: Callable | None = None,
+    ) -> list[StudentResult]:
+        """Train students of one architecture; with `checkpoint_dir`, save the first one's best model."""
+        config = self.long if long else self.student
+        results = train_students(
+            arch, hparams, seeds, self.train_data, self.val_data, self.layout, config,
+            keep_state=checkpoint_dir is not None, on_epoch=on_epoch,
+        )  # fmt: skip
+        best = results[0]
+        if checkpoint_dir is not None and best.state is not None:
+            save_model(checkpoint_dir, best.state.variables, config.model_spec(arch, self.layout, self.data),
+                       hparams=hparams[0], metrics=best.metrics, extra={"best_epoch": best.best_epoch})
+        return results
+
+
+def load_experiment(data_dir: str | Path, layout: Layout, student: TrainConfig, long: TrainConfig, *,
+                    train_split: str = "train", val_split: str = "val") -> Experiment:
+    """Load a processed dataset's train and validation splits and put them on device."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise InputError(f"{data_dir}: data folder not found")
+    train_set = load_dataset(data_dir, train_split)
+    val_set = load_dataset(data_dir, val_split)
+    if train_set.layout_name != layout.name:
+        raise InputError(f"{data_dir}: data use layout {train_set.layout_name!r}, the config asks for {layout.name!r}")
+    return Experiment(layout, train_set, val_set, student, long, data_settings(data_dir))
