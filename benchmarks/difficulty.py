@@ -34,8 +34,7 @@ from jaxcp.data.features import FeatureConfig
 from jaxcp.data.prepare import prepare_dataset
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.nas.space import load_arch_file
-from jaxcp.training import engine
-from jaxcp.training import students as train
+from jaxcp.training import engine, students
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,21 +48,21 @@ def run_one(difficulty: float, args, folder: Path) -> dict:
     prepare_dataset(raw, processed, layout=IN_MOTION_29, seed=args.seed)
     seconds_data = time.perf_counter() - start
     arch, hparams = load_arch_file(args.arch)
-    config = train.TrainConfig(epochs=args.epochs, eval_every=4, early_stop=False, window=90, hop=45,
+    config = students.TrainConfig(epochs=args.epochs, eval_every=4, early_stop=False, window=90, hop=45,
                                parts_positive=8, parts_negative=3, features=FeatureConfig(streams=args.streams))
     splits = {name: load_dataset(processed, name) for name in ("train", "val", "test")}
-    train_data = train.make_train_data(splits["train"], config)
-    val_data = train.make_eval_data(splits["val"], IN_MOTION_29, config)
-    test_data = train.make_eval_data(splits["test"], IN_MOTION_29, config)
+    train_data = students.make_train_data(splits["train"], config)
+    val_data = students.make_eval_data(splits["val"], IN_MOTION_29, config)
+    test_data = students.make_eval_data(splits["test"], IN_MOTION_29, config)
     seeds = list(range(args.seed, args.seed + args.seeds))
     start = time.perf_counter()
-    results = train.train_students(arch, [hparams] * len(seeds), seeds, train_data, val_data, IN_MOTION_29,
+    results = students.train_students(arch, [hparams] * len(seeds), seeds, train_data, val_data, IN_MOTION_29,
                                    config, keep_state=True)  # fmt: skip
     seconds_train = time.perf_counter() - start
-    spec = train.program_spec(arch, IN_MOTION_29, hparams.batch_size, config)
+    spec = students.program_spec(arch, IN_MOTION_29, hparams.batch_size, config)
     states = engine.stack_students([r.state for r in results])
     probs = np.asarray(engine.get_programs(spec).predict(states, test_data.features))
-    test = [train.evaluate_probs(p, test_data) for p in probs]
+    test = [students.evaluate_probs(p, test_data) for p in probs]
     return {
         "difficulty": difficulty,
         "infants": {name: int(len(d.labels)) for name, d in splits.items()},

@@ -34,7 +34,7 @@ from jaxcp.data.prepare import PrepareConfig, prepare_dataset
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.splits import SplitConfig
 from jaxcp.nas.space import load_arch_file
-from jaxcp.training import students as train
+from jaxcp.training import students
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,21 +52,21 @@ def make_cohort(folder: Path, infants: int, minutes: float) -> Path:
 
 def run_student(args: argparse.Namespace, folder: Path) -> dict:
     arch, hparams = load_arch_file(args.arch)
-    config = train.TrainConfig(epochs=args.epochs, eval_every=args.eval_every, early_stop=False,
+    config = students.TrainConfig(epochs=args.epochs, eval_every=args.eval_every, early_stop=False,
                                parts_positive=args.parts_positive, parts_negative=args.parts_negative)
     start = time.perf_counter()
     data_dir = make_cohort(folder, args.infants, args.minutes)
     cohort_s = time.perf_counter() - start
     start = time.perf_counter()
     train_set, val_set = load_dataset(data_dir, "train"), load_dataset(data_dir, "val")
-    train_data = train.make_train_data(train_set, config)
-    val_data = train.make_eval_data(val_set, IN_MOTION_29, config)
+    train_data = students.make_train_data(train_set, config)
+    val_data = students.make_eval_data(val_set, IN_MOTION_29, config)
     jax.block_until_ready((train_data.coords, val_data.features))
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    run = train.StudentRun(arch, [hparams], [args.seed], train_data, val_data, IN_MOTION_29, config)
+    run = students.StudentRun(arch, [hparams], [args.seed], train_data, val_data, IN_MOTION_29, config)
     compile_init = run.compiled.seconds
-    run.compiled = _CompileTimer()
+    run.compiled = _CompileTimer(run.programs)
     while not run.finished:
         run.run_epoch()
     total_s = time.perf_counter() - start
@@ -87,11 +87,11 @@ def run_student(args: argparse.Namespace, folder: Path) -> dict:
     }  # fmt: skip
 
 
-class _CompileTimer(train._Compiled):
+class _CompileTimer(students._Compiled):
     """The student loop's compile cache, with the compile seconds recorded per program."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, programs):
+        super().__init__(programs)
         self.by_fn: dict = {}
 
     def __call__(self, fn, *args):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
 
-from jaxcp.clinical import export, inference
-from jaxcp.core.config import from_dict, to_dict
+from jaxcp.clinical import export, inference, predictor
+from jaxcp.core.config import from_dict, jsonable, to_dict
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import DataSettings
 from jaxcp.data.preprocess import PreprocessConfig
 from jaxcp.model import checkpoint
-from jaxcp.training import engine
-from jaxcp.training import students as train
+from jaxcp.training import engine, students
+from jaxcp.training.checkpoint import restore_run_state, save_run_state
 
 DATA = DataSettings(
     preprocess=PreprocessConfig(trunk_multiple=4.0), confidence_threshold=0.25, fps=30.0, source="/somewhere"
@@ -28,7 +29,7 @@ DATA = DataSettings(
 def trained():
     """(StudentRun after one epoch, student 0's TrainState)."""
     train_data, val_data = tiny_data()
-    run = train.StudentRun(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
+    run = students.StudentRun(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
     run.run_epoch()
     return run, run.student_state(0)
 
@@ -37,11 +38,9 @@ def trained():
 def saved(trained, tmp_path_factory):
     _, state = trained
     path = tmp_path_factory.mktemp("ckpt") / "model"
-    checkpoint.save_model(path, params=state.params, batch_stats=state.batch_stats, arch=TINY_ARCH,
-                          hparams=TINY_HPARAMS, layout=LAYOUT, features=TINY_CONFIG.features,
-                          window=TINY_CONFIG.window, hop=TINY_CONFIG.hop,
-                          metrics={"auc": 0.75, "ppv": float("nan")},
-                          data=DATA, extra={"best_epoch": 1})  # fmt: skip
+    checkpoint.save_model(path, state.variables, TINY_CONFIG.model_spec(TINY_ARCH, LAYOUT, DATA),
+                          hparams=TINY_HPARAMS, metrics={"auc": 0.75, "ppv": float("nan")},
+                          extra={"best_epoch": 1})  # fmt: skip
     return path
 
 
@@ -53,13 +52,10 @@ def windows(count: int = 21) -> np.ndarray:
 
 def test_restored_model_has_every_setting(saved):
     restored = checkpoint.restore_model(saved)
-    assert (restored.arch, restored.hparams, restored.layout) == (TINY_ARCH, TINY_HPARAMS, LAYOUT)
-    assert (restored.features, restored.window, restored.hop) == (
-        TINY_CONFIG.features,
-        TINY_CONFIG.window,
-        TINY_CONFIG.hop,
-    )
-    assert restored.data == DATA
+    spec = restored.spec
+    assert (spec.arch, restored.hparams, spec.layout) == (TINY_ARCH, to_dict(TINY_HPARAMS), LAYOUT)
+    assert (spec.features, spec.window, spec.hop) == (TINY_CONFIG.features, TINY_CONFIG.window, TINY_CONFIG.hop)
+    assert spec.data == DATA
     assert restored.metrics == {"auc": 0.75, "ppv": None} and restored.meta["best_epoch"] == 1
     assert from_dict(DataSettings, to_dict(DATA)) == DATA
 
@@ -67,10 +63,9 @@ def test_restored_model_has_every_setting(saved):
 def test_restore_gives_bit_identical_predictions(trained, saved):
     run, state = trained
     x = windows()
-    in_memory = inference.checkpoint_predictor(
-        checkpoint.RestoredModel(TINY_ARCH, TINY_HPARAMS, LAYOUT, TINY_CONFIG.features, TINY_CONFIG.window,
-                                 TINY_CONFIG.hop, state.params, state.batch_stats, {}, saved))  # fmt: skip
-    restored = inference.load_checkpoint(saved)
+    spec = TINY_CONFIG.model_spec(TINY_ARCH, LAYOUT, DATA)
+    in_memory = predictor.checkpoint_predictor(checkpoint.RestoredModel(spec, state.variables, {}, {}, saved))
+    restored = predictor.load_checkpoint(saved)
     p_memory, c_memory = in_memory(x)
     p_restored, c_restored = restored(x)
     np.testing.assert_array_equal(p_memory, p_restored)
@@ -86,10 +81,10 @@ def test_exported_file_matches_the_model(saved, tmp_path):
     x = windows()
     path = export.write_export(checkpoint.restore_model(saved), tmp_path / "model.jaxcp", platforms=("cpu",))
     exported = export.load_exported(path, chunk=8)  # another chunk size: the batch dimension is symbolic
-    reference = inference.load_checkpoint(saved)
+    reference = predictor.load_checkpoint(saved)
     for a, b in zip(exported(x), reference(x), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert (exported.layout, exported.window, exported.data) == (LAYOUT, TINY_CONFIG.window, DATA)
+    assert exported.spec == reference.spec == TINY_CONFIG.model_spec(TINY_ARCH, LAYOUT, DATA)
 
 
 def test_contributions_by_hand():
@@ -99,7 +94,7 @@ def test_contributions_by_hand():
     cam = np.einsum("btvc,ck->bktv", fmap, kernel)
     diff = np.median(cam[:, 1], axis=1) - np.median(cam[:, 0], axis=1)
     expected = np.maximum(diff / np.abs(diff).max(axis=1, keepdims=True), 0)
-    got = inference.window_contributions(fmap.astype(np.float32), kernel.astype(np.float32))
+    got = predictor.window_contributions(fmap.astype(np.float32), kernel.astype(np.float32))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -142,29 +137,29 @@ def test_weights_that_do_not_fit_the_settings_are_named(saved, tmp_path):
 
 def test_run_state_round_trip_and_damage(tmp_path):
     arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "k": np.array([1, 2], np.uint32)}
-    checkpoint.save_run_state(tmp_path / "run", arrays, {"epoch": 3, "x": [1.5, None]})
-    back, info = checkpoint.restore_run_state(tmp_path / "run", arrays)
+    save_run_state(tmp_path / "run", arrays, {"epoch": 3, "x": [1.5, None]})
+    back, info = restore_run_state(tmp_path / "run", arrays)
     assert info == {"epoch": 3, "x": [1.5, None]}
     for key in arrays:
         np.testing.assert_array_equal(back[key], arrays[key])
         assert np.asarray(back[key]).dtype == arrays[key].dtype
     with pytest.raises(InputError, match="do not fit"):
-        checkpoint.restore_run_state(tmp_path / "run", {"a": np.zeros((3, 3), np.float32), "k": arrays["k"]})
+        restore_run_state(tmp_path / "run", {"a": np.zeros((3, 3), np.float32), "k": arrays["k"]})
     (tmp_path / "run" / "progress.json").write_text("[")
     with pytest.raises(InputError, match="damaged training state"):
-        checkpoint.restore_run_state(tmp_path / "run", arrays)
+        restore_run_state(tmp_path / "run", arrays)
 
 
 def test_ensembles_need_the_same_windows(saved):
-    a = inference.load_checkpoint(saved)
-    b = inference.Predictor("other", a.layout, a.features, a.window + 1, a.hop, a.data, a.fn)
+    a = predictor.load_checkpoint(saved)
+    b = predictor.Predictor("other", dataclasses.replace(a.spec, window=a.spec.window + 1), a.fn)
     with pytest.raises(InputError, match="window differs"):
         inference.check_compatible([a, b])
     assert inference.check_compatible([a, a]) is a
 
 
 def test_jsonable_replaces_non_finite_numbers():
-    assert checkpoint.jsonable({"a": np.float32(1.5), "b": [float("nan"), np.inf], 3: np.arange(2)}) == {
+    assert jsonable({"a": np.float32(1.5), "b": [float("nan"), np.inf], 3: np.arange(2)}) == {
         "a": 1.5,
         "b": [None, None],
         "3": [0, 1],

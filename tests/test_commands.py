@@ -14,16 +14,15 @@ import numpy as np
 import pytest
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, TINY_OVERRIDES, WINDOW, cohort
 
-from jaxcp.clinical import evaluation as evaluate
-from jaxcp.clinical import export, inference, metrics
-from jaxcp.clinical import prediction as predict
+from jaxcp import evaluate, export, predict, train
+from jaxcp.clinical import inference, metrics, predictor
 from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
 from jaxcp.data.prepare import PrepareConfig, prepare_dataset
 from jaxcp.model import checkpoint
-from jaxcp.nas.space import arch_file_text
-from jaxcp.training import run as longrun
-from jaxcp.training import students as train_module
+from jaxcp.training import run as training_run
+from jaxcp.training import students
+from jaxcp.training.archfile import arch_file_text
 
 EPOCHS = 3
 
@@ -68,7 +67,7 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(workdir) -> Path:
     out = workdir / "run"
-    assert train_module.main([str(a) for a in train_argv(workdir / "arch.yaml", out)]) == 0
+    assert train.main([str(a) for a in train_argv(workdir / "arch.yaml", out)]) == 0
     return out
 
 
@@ -86,7 +85,7 @@ def test_train_writes_a_run_folder(run_dir):
 
 def test_a_finished_run_is_not_trained_again(run_dir, workdir, capsys):
     before = (run_dir / "summary.json").read_text()
-    code, out, err = run_main(train_module.main, train_argv(workdir / "arch.yaml", run_dir), capsys)
+    code, out, err = run_main(train.main, train_argv(workdir / "arch.yaml", run_dir), capsys)
     assert code == 0 and "already finished" in out
     assert (run_dir / "summary.json").read_text() == before
 
@@ -94,19 +93,19 @@ def test_a_finished_run_is_not_trained_again(run_dir, workdir, capsys):
 def test_an_interrupted_run_resumes_to_the_same_result(run_dir, workdir, monkeypatch, capsys):
     """Interrupt after the state of epoch 2 is saved (as a kill would), rerun: the same checkpoints."""
     out = workdir / "interrupted"
-    save = checkpoint.save_run_state
+    save = training_run.save_run_state
 
     def save_then_die(path, arrays, info):
         save(path, arrays, info)
         if info["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "save_run_state", save_then_die)
-    code, _, err = run_main(train_module.main, train_argv(workdir / "arch.yaml", out), capsys)
+    monkeypatch.setattr(training_run, "save_run_state", save_then_die)
+    code, _, err = run_main(train.main, train_argv(workdir / "arch.yaml", out), capsys)
     assert code == 130 and "run the same command again" in err
     assert not (out / "summary.json").exists()
-    monkeypatch.setattr(checkpoint, "save_run_state", save)
-    code, stdout, _ = run_main(train_module.main, train_argv(workdir / "arch.yaml", out), capsys)
+    monkeypatch.setattr(training_run, "save_run_state", save)
+    code, stdout, _ = run_main(train.main, train_argv(workdir / "arch.yaml", out), capsys)
     assert code == 0 and "resuming after epoch 2" in stdout
     for k in range(2):
         a, b = checkpoint.restore_model(run_dir / f"seed_{k}"), checkpoint.restore_model(out / f"seed_{k}")
@@ -126,11 +125,11 @@ def test_train_refuses_foreign_or_different_folders(run_dir, workdir, capsys):
     foreign = workdir / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    code, _, err = run_main(train_module.main, train_argv(workdir / "arch.yaml", foreign), capsys)
+    code, _, err = run_main(train.main, train_argv(workdir / "arch.yaml", foreign), capsys)
     assert code == 2 and "not a jaxcp training run" in err and len(err.strip().splitlines()) == 1
     argv = train_argv(workdir / "arch.yaml", run_dir)
     argv[argv.index("--epochs") + 1] = EPOCHS + 1
-    code, _, err = run_main(train_module.main, argv, capsys)
+    code, _, err = run_main(train.main, argv, capsys)
     assert code == 2 and "different settings: config.epochs" in err
 
 
@@ -144,7 +143,7 @@ def expected_scores(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, 
 
     dataset = load_dataset(cohort(), split)
     windows = make_eval_windows(dataset, WINDOW, TINY_CONFIG.hop)
-    probs = np.stack([inference.load_checkpoint(run_dir / f"seed_{k}")(windows.windows)[0] for k in range(2)])
+    probs = np.stack([predictor.load_checkpoint(run_dir / f"seed_{k}")(windows.windows)[0] for k in range(2)])
     per_window = np.median(probs, axis=0)
     risk = np.array([np.median(per_window[windows.owner == i]) for i in range(dataset.num_infants)])
     model_risks = [
@@ -224,7 +223,7 @@ def test_evaluate_threshold_chosen_on_validation(run_dir, tmp_path, capsys):
     from jaxcp.data.windows import make_eval_windows
 
     w = make_eval_windows(val, WINDOW, TINY_CONFIG.hop)
-    probs = inference.load_checkpoint(run_dir / "seed_0")(w.windows)[0]
+    probs = predictor.load_checkpoint(run_dir / "seed_0")(w.windows)[0]
     expected = metrics.youden_threshold(val.labels, metrics.subject_scores(probs, w.owner, val.num_infants))
     assert result["threshold"]["value"] == pytest.approx(expected)
     assert result["threshold"]["chosen_on"] == "val" and result["certainty"] is None
@@ -371,8 +370,8 @@ def test_progress_lines_without_a_terminal(capsys):
     import io
 
     stream = io.StringIO()
-    progress = longrun.Progress(10, 0, quiet=False, stream=stream)
-    report = train_module.EpochReport(
+    progress = train.EpochProgress(10, quiet=False, stream=stream)
+    report = students.EpochReport(
         5,
         np.array([0.5, 0.7]),
         True,
@@ -382,7 +381,7 @@ def test_progress_lines_without_a_terminal(capsys):
     )
     progress.update(report)
     progress.update(
-        train_module.EpochReport(
+        students.EpochReport(
             6,
             np.array([0.4, 0.6]),
             False,

@@ -9,8 +9,7 @@ import pytest
 from jax._src import dispatch
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
 
-from jaxcp.training import engine, optim
-from jaxcp.training import students as train
+from jaxcp.training import engine, optim, students
 from jaxcp.training.hparams import HParams
 
 # two students that differ in everything that can be vmapped: seed, optimizer, lr, weight decay, momentum
@@ -21,9 +20,9 @@ STUDENTS = [
 
 
 @pytest.fixture(scope="module")
-def run() -> train.StudentRun:
+def run() -> students.StudentRun:
     train_data, val_data = tiny_data()
-    return train.StudentRun(TINY_ARCH, STUDENTS, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
+    return students.StudentRun(TINY_ARCH, STUDENTS, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
 
 
 def test_vmapped_students_equal_students_trained_alone(run):
@@ -82,7 +81,7 @@ def test_no_recompilation_across_epochs_and_students(run):
             report = run.run_epoch()
             assert report.evaluated
         other_hparams = [STUDENTS[1], STUDENTS[0]]
-        again = train.StudentRun(TINY_ARCH, other_hparams, [7, 8], train_data, val_data, LAYOUT, TINY_CONFIG)
+        again = students.StudentRun(TINY_ARCH, other_hparams, [7, 8], train_data, val_data, LAYOUT, TINY_CONFIG)
         again.run_epoch()
     assert counter.events == []
     assert again.compiled.seconds == 0.0
@@ -113,3 +112,24 @@ def test_where_students_picks_per_student():
     out = engine.where_students(jnp.array([True, False, True]), new, old)
     np.testing.assert_array_equal(out["a"], [[1, 1], [0, 0], [1, 1]])
     np.testing.assert_array_equal(out["b"], [0, -1, 2])
+
+
+class Marker:
+    """Stands for a compiled executable (weakly referable)."""
+
+
+def test_compiled_programs_are_evicted_with_their_cache_entry():
+    """Executables live in the Programs of their spec: when the LRU drops the spec, they go with it."""
+    import gc
+    import weakref
+
+    engine.get_programs.cache_clear()
+    first = engine.get_programs(engine.ProgramSpec(TINY_ARCH, LAYOUT, batch_size=1))
+    first.compiled["marker"] = Marker()
+    ref = weakref.ref(first.compiled["marker"])
+    del first
+    for size in range(2, engine.PROGRAM_CACHE_SIZE + 2):  # fill the cache with other batch sizes
+        engine.get_programs(engine.ProgramSpec(TINY_ARCH, LAYOUT, batch_size=size))
+    gc.collect()
+    assert ref() is None
+    engine.get_programs.cache_clear()

@@ -13,10 +13,11 @@ from data_fixtures import TINY, infant_coords, make_raw_dir, write_csv, write_ou
 
 from jaxcp.data.dataset import available_splits, load_dataset, read_manifest
 from jaxcp.data.io import read_csv_recording
-from jaxcp.data.prepare import main, prepare_dataset
+from jaxcp.data.prepare import prepare_dataset
 from jaxcp.data.preprocess import PreprocessConfig, preprocess
 from jaxcp.data.skeleton import IN_MOTION_29, layout_to_dict
 from jaxcp.data.splits import stratified_split
+from jaxcp.prepare import main
 
 LABELS = {f"{k:02d}": int(k % 4 == 0) for k in range(12)}  # 3 CP, 9 non-CP
 
@@ -247,7 +248,7 @@ def test_manifest_is_plain_json(tmp_path, raw, tiny_layout):
 
 
 def test_prepare_in_worker_processes_gives_the_same_dataset(tmp_path, tiny_layout, capsys, monkeypatch):
-    monkeypatch.setattr("jaxcp.prepare.MIN_BYTES_PER_WORKER", 0)  # small files: use the workers anyway
+    monkeypatch.setattr("jaxcp.data.prepare.MIN_BYTES_PER_WORKER", 0)  # small files: use the workers anyway
     labels = {f"{k:02d}": int(k % 3 == 0) for k in range(16)}
     raw = make_raw_dir(tmp_path / "raw", TINY, labels, num_frames=160)
     write_csv(raw / "orgcoords_04.csv", TINY, infant_coords(TINY, 100))  # too short: skipped

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from jaxcp import search
 from jaxcp.core.config import resolve_config_path
-from jaxcp.nas import loop as search
 from jaxcp.nas.config import load_search_config
 from jaxcp.nas.space import load_arch_file, load_space
+from jaxcp.nas.state import decode, group_candidates
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
@@ -54,9 +55,10 @@ def test_group_students_by_arch_and_batch():
     other_lr = (0,) * 20 + (1, 0, 0, 0, 0)  # a hyperparameter: same compiled program
     other_act = (0, 1) + (0,) * 23  # an architecture decision
     other_batch = (0,) * 24 + (1,)  # batch size 32 instead of 24
-    groups = search.group_students([base, other_act, other_lr, other_batch, base], space)
-    assert groups == [[0, 2], [4], [1], [3]]  # three of one architecture: chunks of 2 and 1
-    assert [len(g) for g in search.group_students([base] * 13, space)] == [8, 4, 1]
+    candidates = [decode(space, i, a) for i, a in enumerate([base, other_act, other_lr, other_batch, base])]
+    groups = group_candidates(tuple(candidates))
+    assert [[c.id for c in g] for g in groups] == [[0, 2], [4], [1], [3]]  # three of one arch: chunks of 2, 1
+    assert [len(g) for g in group_candidates(tuple(decode(space, i, base) for i in range(13)))] == [8, 4, 1]
 
 
 def test_tiny_search_writes_everything(full_run):
@@ -130,16 +132,15 @@ def test_bad_config_fails_before_training(tmp_path, capsys):
 
 
 def test_student_features_setting_reaches_the_training_configs(tmp_path, capsys):
-    from jaxcp.training.experiment import student_configs
-
     default = load_search_config(TEST_CONFIG, ["student.features.streams=JVBA"])
-    assert student_configs(default.student)[0].features.streams == "JVBA"
+    assert default.student.student_config().features.streams == "JVBA"
     config = load_search_config(TEST_CONFIG, ["student.features.streams=VA", "student.features.use_filter=false"])
-    student, long = student_configs(config.student)
+    student, long = config.student.student_config(), config.student.argmax_config()
     assert (student.features.streams, student.features.use_filter) == ("VA", False)
     assert long.features == student.features
+    assert (long.epochs, long.eval_last, long.early_stop) == (config.student.argmax_epochs, 0, False)
     quick = load_search_config("quick")
-    assert student_configs(quick.student)[0].features.streams == quick.student.features.streams
+    assert quick.student.student_config().features.streams == quick.student.features.streams
     load_space(resolve_config_path(quick.space, "space"))  # the preset's space is valid
     with pytest.raises(SystemExit) as exit_info:
         search.main(["--config", TEST_CONFIG, "--out", str(tmp_path / "run"), "--set", "student.features.streams=XY"])

@@ -215,3 +215,19 @@ def test_a_reordered_space_changes_indices_not_values(tmp_path):
     assert default.encode(arch, hp)[i] == 1 and swapped.encode(arch, hp)[i] == 0
     assert swapped.decode(swapped.encode(arch, hp)) == (arch, hp)
     assert set(HPARAM_DECISIONS) == {d.name for d in default.hparams}
+
+
+def test_choices_come_from_the_model_and_optimizer_tables():
+    """The fields' allowed names are the model's and the optimizer's own tables; the paper's space searches
+    every layer type the model implements."""
+    from jaxcp.model.arch import ACTIVATIONS, ATTENTIONS, CONVS
+    from jaxcp.model.attention import ATTENTION_LAYERS
+    from jaxcp.model.ops import ACTIVATION_FNS
+    from jaxcp.model.temporal import TEMPORAL_LAYERS
+    from jaxcp.training.optim import OPTIMIZERS
+
+    assert (CONVS, ATTENTIONS, ACTIVATIONS) == (tuple(TEMPORAL_LAYERS), tuple(ATTENTION_LAYERS),
+                                                tuple(ACTIVATION_FNS))
+    paper = {d.name: set(d.choices) for d in load_space().decisions}
+    assert paper["conv"] == set(CONVS) and paper["attention"] == set(ATTENTIONS)
+    assert paper["activation"] == set(ACTIVATIONS) and paper["optimizer"] == set(OPTIMIZERS)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
+from jaxcp import synth as synth_command
 from jaxcp.core.errors import InputError
 from jaxcp.data import synth
 from jaxcp.data.skeleton import COCO_17, IN_MOTION_19, IN_MOTION_29, Layout
@@ -245,7 +246,7 @@ def test_existing_folders(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     out = tmp_path / "raw"
-    assert synth.main(["--out", str(out), "--infants", "3", "--minutes", "0.1", "--fps", "50",
+    assert synth_command.main(["--out", str(out), "--infants", "3", "--minutes", "0.1", "--fps", "50",
                        "--layout", "coco-17", "--workers", "1"]) == 0
     assert "wrote 3 infants" in capsys.readouterr().out
     header = (next(out.glob("orgcoords_*.csv"))).read_text().splitlines()[0]
@@ -257,7 +258,7 @@ def test_command_line(tmp_path, capsys):
                                  ["--difficulty", "-1"], ["--fps", "0"], ["--layout", "no-such-layout"]])
 def test_command_line_rejects_bad_arguments(tmp_path, capsys, bad):
     with pytest.raises(SystemExit) as exit_info:
-        synth.main(["--out", str(tmp_path / "raw"), *bad])
+        synth_command.main(["--out", str(tmp_path / "raw"), *bad])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "raw").exists()

@@ -19,7 +19,7 @@ from jaxcp.data.prepare import PrepareConfig, prepare_dataset
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.splits import SplitConfig
 from jaxcp.model.arch import Arch
-from jaxcp.training import students as train
+from jaxcp.training import engine, students
 from jaxcp.training.hparams import HParams
 
 LAYOUT = IN_MOTION_29
@@ -34,7 +34,7 @@ TINY_ARCH = Arch(
     temporal_window_main=3, graph_distance_main=1,
 )  # fmt: skip
 TINY_HPARAMS = HParams(optimizer="adam", lr=0.01, weight_decay=0.0, momentum=0.9, batch_size=16)
-TINY_CONFIG = train.TrainConfig(
+TINY_CONFIG = students.TrainConfig(
     epochs=2, eval_every=1, early_stop=False, window=WINDOW, hop=WINDOW, parts_positive=8, parts_negative=3,
     features=FeatureConfig(streams="V"),
 )  # fmt: skip
@@ -66,8 +66,8 @@ def cohort(infants: int = 48, minutes: float = 0.5, difficulty: float = 0.0, see
 
 
 @functools.cache
-def tiny_data(config: train.TrainConfig = TINY_CONFIG) -> tuple[train.engine.TrainData, train.EvalData]:
+def tiny_data(config: students.TrainConfig = TINY_CONFIG) -> tuple[engine.TrainData, students.EvalData]:
     """The tiny cohort's training and validation splits on device."""
     data_dir = cohort()
     train_set, val_set = load_dataset(data_dir, "train"), load_dataset(data_dir, "val")
-    return train.make_train_data(train_set, config), train.make_eval_data(val_set, LAYOUT, config)
+    return students.make_train_data(train_set, config), students.make_eval_data(val_set, LAYOUT, config)

@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxcp.complexity import main
 from jaxcp.data.skeleton import COCO_17, IN_MOTION_29
 from jaxcp.model import count_ops
 from jaxcp.model.attention import AttentionLayer
-from jaxcp.model.counting import complexity, count_params, main, trace_counts
+from jaxcp.model.counting import complexity, count_params, trace_counts
 from jaxcp.model.graph import MultiGCNLayer, SpatialGraphConv
 from jaxcp.model.network import Classifier
 from jaxcp.model.temporal import BasicTemporal, SepTemporal, V3Temporal

@@ -13,21 +13,19 @@ import pytest
 from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
 
 from jaxcp.core.errors import InputError
-from jaxcp.model import checkpoint
-from jaxcp.training import engine
-from jaxcp.training import students as train
+from jaxcp.training import checkpoint, engine, students
 
 
-def evaluated_epochs(config: train.TrainConfig) -> list[int]:
+def evaluated_epochs(config: students.TrainConfig) -> list[int]:
     return [e + 1 for e in range(config.epochs) if config.evaluates_at(e)]
 
 
 def test_validation_schedule_of_students_and_long_runs():
-    assert evaluated_epochs(train.TrainConfig()) == list(range(5, 51, 5))
+    assert evaluated_epochs(students.TrainConfig()) == list(range(5, 51, 5))
     expected_long = sorted(set(range(5, 286, 5)) | set(range(286, 301)))
-    assert evaluated_epochs(train.LONG_SCHEDULE) == expected_long
-    assert evaluated_epochs(train.TrainConfig(epochs=12, eval_every=5)) == [5, 10, 12]  # the last epoch too
-    assert not train.LONG_SCHEDULE.early_stop
+    assert evaluated_epochs(students.LONG_SCHEDULE) == expected_long
+    assert evaluated_epochs(students.TrainConfig(epochs=12, eval_every=5)) == [5, 10, 12]  # the last epoch too
+    assert not students.LONG_SCHEDULE.early_stop
 
 
 def _metrics(auc: float) -> dict:
@@ -35,7 +33,7 @@ def _metrics(auc: float) -> dict:
 
 
 def test_tracker_best_epoch_is_the_first_strictly_highest():
-    tracker = train._Tracker(1, train.TrainConfig(early_stop=False))
+    tracker = students._Tracker(1, students.TrainConfig(early_stop=False))
     for epoch, auc in enumerate([0.6, 0.8, 0.8, 0.7]):
         tracker.record_loss(epoch, np.array([0.5]))
         improved = tracker.record_eval(epoch, [_metrics(auc)])
@@ -47,8 +45,8 @@ def test_tracker_best_epoch_is_the_first_strictly_highest():
 
 def test_early_stop_from_epoch_6_when_the_best_auc_is_below_half():
     """AutoCP: checked after every epoch once epoch + 1 >= 6; only validated students can stop."""
-    config = train.TrainConfig(eval_every=5)
-    tracker = train._Tracker(3, config)
+    config = students.TrainConfig(eval_every=5)
+    tracker = students._Tracker(3, config)
     aucs = {4: [0.4, 0.6, float("nan")]}  # epoch 5 (0-based 4): student 2 has no defined AUC
     for epoch in range(6):
         tracker.record_loss(epoch, np.zeros(3))
@@ -64,7 +62,7 @@ def test_early_stop_from_epoch_6_when_the_best_auc_is_below_half():
 
 
 def test_a_non_finite_loss_fails_only_that_student():
-    tracker = train._Tracker(2, train.TrainConfig(early_stop=False))
+    tracker = students._Tracker(2, students.TrainConfig(early_stop=False))
     tracker.record_loss(0, np.array([0.7, 0.7]))
     tracker.record_eval(0, [_metrics(0.9), _metrics(0.6)])
     tracker.record_loss(1, np.array([np.nan, 0.6]))
@@ -75,10 +73,10 @@ def test_a_non_finite_loss_fails_only_that_student():
 
 
 def test_tracker_round_trips_through_json():
-    tracker = train._Tracker(2, train.TrainConfig())
+    tracker = students._Tracker(2, students.TrainConfig())
     tracker.record_loss(0, np.array([0.1234567890123, np.inf]))
     tracker.record_eval(0, [_metrics(0.7123456789), _metrics(0.2)])
-    again = train._Tracker.from_dict(json.loads(json.dumps(tracker.to_dict())), tracker.config)
+    again = students._Tracker.from_dict(json.loads(json.dumps(tracker.to_dict())), tracker.config)
     assert again.to_dict() == tracker.to_dict()
     np.testing.assert_array_equal(again.best_auc, tracker.best_auc)
 
@@ -86,10 +84,10 @@ def test_tracker_round_trips_through_json():
 # ---------------------------------------------------------------------------------------------- compiled
 
 
-def _run(**kwargs) -> train.StudentRun:
+def _run(**kwargs) -> students.StudentRun:
     train_data, val_data = tiny_data()
     hps = [TINY_HPARAMS, TINY_HPARAMS]
-    return train.StudentRun(TINY_ARCH, hps, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG, **kwargs)
+    return students.StudentRun(TINY_ARCH, hps, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG, **kwargs)
 
 
 def test_nan_in_one_student_fails_it_and_the_other_trains_on():
@@ -133,7 +131,7 @@ def test_too_few_training_windows_for_a_batch_is_bad_input():
     train_data, val_data = tiny_data()
     big = TINY_HPARAMS.__class__(**{**TINY_HPARAMS.__dict__, "batch_size": 4096})
     with pytest.raises(InputError, match="fewer than a batch"):
-        train.StudentRun(TINY_ARCH, [big], [0], train_data, val_data, LAYOUT, TINY_CONFIG)
+        students.StudentRun(TINY_ARCH, [big], [0], train_data, val_data, LAYOUT, TINY_CONFIG)
 
 
 def test_it_learns_the_synthetic_cp_pattern():
@@ -145,7 +143,7 @@ def test_it_learns_the_synthetic_cp_pattern():
     """
     train_data, val_data = tiny_data()
     config = dataclasses.replace(TINY_CONFIG, epochs=16, eval_every=4)
-    results = train.train_students(
+    results = students.train_students(
         TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, config
     )
     assert max(r.reward for r in results) >= 0.8
