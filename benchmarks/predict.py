@@ -7,7 +7,7 @@ weights (the speed does not depend on the values) and its export file into a tem
 
 - `python -m jaxcp.predict --checkpoint ...` and `--model FILE.jaxcp` as new processes, with an empty
   persistent compilation cache (cold) and again with the cache it filled (warm);
-- `jaxcp.predict.predict` in this process after a first call (warm latency per recording).
+- `jaxcp.clinical.prediction.predict` in this process after a first call (warm latency per recording).
 
 Prints a table and writes benchmarks/results/predict_<platform>.json (machine, versions, settings).
 """
@@ -28,16 +28,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcp.clinical import export, inference
-from jaxcp.clinical import prediction as predict
+from jaxcp.clinical import export, inference, prediction
 from jaxcp.core.atomic import write_text
 from jaxcp.data import synth
+from jaxcp.data.dataset import DataSettings
 from jaxcp.data.features import FeatureConfig
 from jaxcp.data.preprocess import PreprocessConfig
 from jaxcp.data.skeleton import IN_MOTION_29
+from jaxcp.data.windows import HOP, WINDOW
 from jaxcp.model import checkpoint
 from jaxcp.nas.space import load_arch_file
-from jaxcp.training import engine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,23 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_checkpoint(arch_file: Path, out: Path) -> Path:
     arch, hparams = load_arch_file(arch_file)
-    spec = engine.ProgramSpec(arch=arch, layout=IN_MOTION_29, features=FeatureConfig(), window=150)
-    model = engine.make_model(spec)
-    variables = model.init(
-        jax.random.PRNGKey(0), np.zeros(engine.input_shape(spec, 2), np.float32), train=False
-    )
-    return checkpoint.save_model(
-        out,
-        params=variables["params"],
-        batch_stats=variables["batch_stats"],
-        arch=arch,
-        hparams=hparams,
-        layout=IN_MOTION_29,
-        features=FeatureConfig(),
-        window=150,
-        hop=75,
-        data=checkpoint.DataSettings(preprocess=PreprocessConfig()),
-    )
+    spec = checkpoint.ModelSpec(arch, IN_MOTION_29, FeatureConfig(), WINDOW, HOP,
+                                DataSettings(preprocess=PreprocessConfig()))
+    variables = spec.network().init(jax.random.PRNGKey(0), np.zeros(spec.input_shape(2), np.float32), train=False)
+    return checkpoint.save_model(out, variables, spec, hparams=hparams)
 
 
 def run_command(args: list[str], cache: Path) -> float:
@@ -99,11 +86,11 @@ def main() -> None:
         rows[f"command, {name}, cold cache"] = run_command(argv, cache)
         rows[f"command, {name}, warm cache"] = min(run_command(argv, cache) for _ in range(args.repeats))
     predictors = inference.load_predictors([ckpt])
-    predict.predict(predictors, [str(recording)], tmp / "out")
+    prediction.predict(predictors, [str(recording)], tmp / "out")
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        predict.predict(predictors, [str(recording)], tmp / "out")
+        prediction.predict(predictors, [str(recording)], tmp / "out")
         times.append(time.perf_counter() - start)
     rows["in-process, warm (read, preprocess, windows, network, write)"] = statistics.median(times)
     frames = json.loads(next((tmp / "out").glob("*_windows.json")).read_text())

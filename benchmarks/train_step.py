@@ -36,6 +36,7 @@ from jaxcp.data.augment import augment
 from jaxcp.data.features import FeatureConfig, compute_features
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.windows import train_window_plan
+from jaxcp.model import create_model, input_shape
 from jaxcp.nas.space import load_arch_file
 from jaxcp.training import engine, optim
 
@@ -116,7 +117,7 @@ def bench_students(spec: engine.ProgramSpec, hparams, students: int, steps: int,
         jax.block_until_ready(out)
         train_times.append(time.perf_counter() - start)
     features = jnp.asarray(np.random.default_rng(1).normal(
-        size=engine.input_shape(spec, eval_windows)).astype(np.float32))
+        size=input_shape(spec.layout, spec.features, spec.window, eval_windows)).astype(np.float32))
     predict, predict_s = compile_timed(programs.predict, state, features)
     timed(predict, state, features)
     infer_times = [timed(predict, state, features) for _ in range(repeats)]
@@ -135,7 +136,7 @@ def bench_students(spec: engine.ProgramSpec, hparams, students: int, steps: int,
 
 def bench_parts(spec: engine.ProgramSpec, hparams, repeats: int) -> dict:
     """Seconds per batch of the parts of one training step (one student, each part compiled alone)."""
-    model = engine.make_model(spec)
+    model = create_model(spec.arch, spec.layout, spec.features)
     tx = optim.student_optimizer()
     hp = optim.make_hparams(hparams.optimizer, hparams.lr, hparams.weight_decay, hparams.momentum)
     state = jax.jit(lambda k: engine._init_one(spec, model, k, hp))(jax.random.PRNGKey(0))

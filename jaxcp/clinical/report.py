@@ -14,7 +14,6 @@ Files written into the report folder (each atomically):
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from jaxcp.core import atomic
 from jaxcp.core.config import jsonable
+from jaxcp.core.figures import pyplot, save_png
 
 FORMATS = ("md", "html")
 
@@ -164,18 +164,8 @@ def infants_csv(result: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _save_png(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    atomic.write_bytes(path, buffer.getvalue())
-
-
 def plot_roc(path: Path, labels, scores, threshold: float, auc: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fpr, tpr = roc_points(labels, scores)
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores)
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
@@ -192,16 +182,11 @@ def plot_roc(path: Path, labels, scores, threshold: float, auc: float) -> None:
         title="Subject-level ROC",
     )
     ax.legend(loc="lower right")
-    _save_png(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_scores(path: Path, labels, risk, window_probs, window_labels, threshold: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     rng = np.random.default_rng(0)
     labels, risk = np.asarray(labels), np.asarray(risk)
@@ -225,8 +210,7 @@ def plot_scores(path: Path, labels, risk, window_probs, window_labels, threshold
     for ax in axes:
         ax.axvline(threshold, color="C3", linestyle="--", linewidth=1)
     axes[1].legend()
-    _save_png(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write_report(out_dir: str | Path, result: dict, arrays: dict, fmt: str = "md") -> list[Path]:
