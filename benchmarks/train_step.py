@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--arch configs/arch/autocp_best.yaml] [--students 1,4,8] [--quick]
 
-Uses the engine's own compiled programs (`jaxcp.engine.get_programs`), so the figures are what training
+Uses the engine's own compiled programs (`jaxcp.training.engine.get_programs`), so the figures are what training
 runs: a training step is one batch of AutoCP's window sampling, augmentation, features, forward, backward
 and the student optimizer inside the epoch's `lax.scan`; inference is the `predict` program on
 precomputed features, `--eval-batch` windows per chunk. For each student count S (vmapped students of the

@@ -4,8 +4,8 @@ Every model scores the split's evaluation windows; several models form an ensemb
 window probabilities across models, MovementOutcome). An infant's risk is the median of its window
 probabilities, positive iff risk >= threshold. The threshold is fixed, or chosen on the validation split
 from the same models' risks (`ThresholdRule`): `youden` maximises sensitivity + specificity,
-`sensitivity:S` is the highest threshold with sensitivity >= S. `evaluate` returns what `jaxcp.clinical.
-report` writes.
+`sensitivity:S` is the highest threshold with sensitivity >= S. `evaluate` returns what
+`jaxcp.clinical.report` writes.
 """
 
 from __future__ import annotations

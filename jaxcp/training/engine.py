@@ -153,9 +153,8 @@ def _predict_one(spec: ProgramSpec, model: nn.Module, state: TrainState, feature
     return chunked_map(run, features, spec.eval_batch)
 
 
-@functools.lru_cache(maxsize=PROGRAM_CACHE_SIZE)
-def get_programs(spec: ProgramSpec) -> Programs:
-    """The jitted, student-vmapped programs of one spec (cached: one trace per spec and data shape)."""
+def make_programs(spec: ProgramSpec) -> Programs:
+    """The jitted, student-vmapped programs of one spec (not cached: use `get_programs`)."""
     model = create_model(spec.arch, spec.layout, spec.features)
     init = jax.jit(jax.vmap(functools.partial(_init_one, spec, model)))
     epoch = jax.jit(
@@ -164,6 +163,10 @@ def get_programs(spec: ProgramSpec) -> Programs:
     )
     predict = jax.jit(jax.vmap(functools.partial(_predict_one, spec, model), in_axes=(0, None)))
     return Programs(init=init, epoch=epoch, predict=predict, model=model)
+
+
+# one trace per spec and data shape; a spec dropped from the cache takes its compiled executables with it
+get_programs = functools.lru_cache(maxsize=PROGRAM_CACHE_SIZE)(make_programs)
 
 
 @functools.partial(jax.jit, static_argnames=("layout", "config", "chunk"))
