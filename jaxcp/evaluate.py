@@ -20,6 +20,7 @@ from pathlib import Path
 from jaxcp.clinical import report
 from jaxcp.clinical.evaluation import BOOTSTRAP, ThresholdRule, choose_threshold, evaluate
 from jaxcp.clinical.inference import load_predictors
+from jaxcp.core.atomic import check_out_folder
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.runtime import enable_compilation_cache
 
@@ -54,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap < 1:
             raise InputError(f"--bootstrap {args.bootstrap}: must be at least 1")
         data_dir = Path(args.data)
+        out_dir = check_out_folder(args.out or f"evaluation_{args.split}")
         enable_compilation_cache()
         predictors = load_predictors(args.checkpoint, args.model)
         threshold, description = choose_threshold(rule, predictors, data_dir, args.val_split)
         result, arrays = evaluate(
             predictors, data_dir, args.split, threshold, description, rule, args.val_split, args.bootstrap
         )
-        out_dir = Path(args.out or f"evaluation_{args.split}")
         report.write_report(out_dir, result, arrays, args.format)
     except InputError as error:
         exit_with(error)

@@ -10,6 +10,7 @@ import argparse
 
 from jaxcp.clinical.export import PLATFORMS, read_export, write_export
 from jaxcp.clinical.inference import expand_checkpoints
+from jaxcp.core.atomic import check_out_file
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.runtime import enable_compilation_cache
 from jaxcp.model.checkpoint import restore_model
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_out_file(args.out)
         enable_compilation_cache()
         paths = expand_checkpoints([args.checkpoint])
         if len(paths) != 1:

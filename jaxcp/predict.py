@@ -29,6 +29,7 @@ from pathlib import Path
 
 from jaxcp.clinical.inference import load_predictors
 from jaxcp.clinical.prediction import predict
+from jaxcp.core.atomic import check_out_folder
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.runtime import enable_compilation_cache
 from jaxcp.data.io import DEFAULT_FPS, check_fps
@@ -81,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         fps = check_fps(args.fps)
         if not 0 <= args.threshold <= 1:
             raise InputError(f"--threshold {args.threshold}: must be in [0, 1]")
+        out_dir = check_out_folder(args.out)
         enable_compilation_cache()
         predictors = load_predictors(args.checkpoint, args.model)
         summaries = predict(
             predictors,
             args.recordings,
-            Path(args.out),
+            out_dir,
             fps=fps,
             threshold=args.threshold,
             contributions=args.contributions,

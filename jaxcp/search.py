@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from jaxcp.core import atomic
+from jaxcp.core.atomic import check_out_folder
 from jaxcp.core.config import dump_yaml, from_dict, load_yaml, resolve_config_path
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.progress import ProgressLog
@@ -59,27 +60,37 @@ class SearchProgress:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="jaxcp search", description=__doc__.splitlines()[0].split(": ", 1)[1])
-    parser.add_argument("--config", default="quick", help="search preset name (configs/search/) or YAML path")
+    parser.add_argument("--config", help="search preset name (configs/search/) or YAML path (default quick)")
     parser.add_argument("--data", help="processed dataset folder (default: a generated synthetic cohort)")
     parser.add_argument("--out", help="run directory (default: runs/search-<timestamp>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a search from its run directory")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue a search from its run directory, with the settings it was started with "
+                             "(--config, --data, --out and --set cannot be combined with it)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. student.epochs=20 (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="plain log lines instead of a progress bar")
     return parser.parse_args(argv)
 
 
 def resolve_run(args) -> tuple[SearchConfig, Path]:
     if args.resume:
+        given = [name for name, value in (("--config", args.config), ("--data", args.data), ("--out", args.out),
+                                          ("--set", args.set)) if value]  # fmt: skip
+        if given:
+            raise InputError(f"{given[0]} cannot be combined with --resume: a search continues with the settings "
+                             f"in {Path(args.resume) / 'config.yaml'} (start a new search to change them)")
         run_dir = Path(args.resume)
         resolved = run_dir / "config.yaml"
         if not resolved.is_file():
-            raise InputError(f"{run_dir}: not a search run directory (no config.yaml)")
+            raise InputError(f"{run_dir}: not a search run directory (no config.yaml); a search killed before "
+                             f"it started cannot be resumed: run the original command again")
         config = from_dict(SearchConfig, load_yaml(resolved), str(resolved))
         return config, run_dir
-    resolve_config_path(args.config, "search")
+    name = args.config or "quick"
+    resolve_config_path(name, "search")
     overrides = list(args.set) + ([f"data={args.data}"] if args.data else [])
-    config = load_search_config(args.config, overrides)
-    run_dir = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
+    config = load_search_config(name, overrides)
+    run_dir = check_out_folder(args.out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S"))
     if (run_dir / "config.yaml").exists():
         raise InputError(f"{run_dir}: already holds a search (use --resume {run_dir} to continue it)")
     return config, run_dir

@@ -1,17 +1,22 @@
 """Atomic file writes: write to a temporary sibling, then rename over the target.
 
-A reader (or a later run) sees either the old file or the complete new one, never half of it.
+A reader (or a later run) sees either the old file or the complete new one, never half of it. What a
+killed write left beside its target (`.<name>.xxxxxxxx.tmp`, `.<name>.old.xxxxxxxx`) is removed by the next
+write of the same target.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from jaxcp.core.errors import InputError
 
 
 def _umask() -> int:
@@ -20,9 +25,24 @@ def _umask() -> int:
     return mask
 
 
+def remove_stale(path: str | Path) -> list[Path]:
+    """Remove what an earlier, killed write of `path` left beside it (its temporary file or folder, or the
+    old copy `commit_dir` was replacing); returns what was removed. Only this module's own names match."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(old\.)?[a-z0-9_]{{8}}(\.tmp)?$")
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.iterdir()
+             if pattern.match(p.name) and (p.name.endswith(".tmp") or ".old." in p.name)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    return stale
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the permissions open() would
@@ -57,6 +77,7 @@ def fresh_dir(path: str | Path) -> Path:
     """A new empty temporary directory beside `path`, to be filled and then `commit_dir`-ed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders
     return tmp
@@ -73,3 +94,32 @@ def commit_dir(tmp: str | Path, path: str | Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+def check_out_folder(path: str | Path, option: str = "--out") -> Path:
+    """`path` can become (or already is) a folder: an InputError naming it otherwise. Commands call this
+    before any work, so that a bad output location never costs a run."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a folder ({option})")
+    _check_parents(path, option)
+    return path
+
+
+def check_out_file(path: str | Path, option: str = "--out") -> Path:
+    """`path` can be written as a file: not a folder, and under folders (or nothing yet)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a file name ({option})")
+    _check_parents(path, option)
+    return path
+
+
+def _check_parents(path: Path, option: str) -> None:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{path}: {parent} is not a folder ({option})")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(f"{path}: cannot write into {parent} ({option})")
+            return

@@ -32,10 +32,10 @@ def save_folder(path: str | Path, trees: dict[str, Any], documents: dict[str, di
     path = Path(path).resolve()
     tmp = atomic.fresh_dir(path)
     try:
-        checkpointer = orbax().StandardCheckpointer()
-        for name, tree in trees.items():
-            checkpointer.save(tmp / name, jax.device_get(tree))
-            checkpointer.wait_until_finished()
+        with orbax().StandardCheckpointer() as checkpointer:
+            for name, tree in trees.items():
+                checkpointer.save(tmp / name, jax.device_get(tree))
+                checkpointer.wait_until_finished()
         for name, document in documents.items():
             (tmp / name).write_text(json.dumps(document, indent=2))
         atomic.commit_dir(tmp, path)
@@ -49,25 +49,26 @@ def restore_tree(directory: Path, target: Any, where: str) -> Any:
     """Restore an Orbax pytree onto `target` (a tree of ShapeDtypeStructs), checking every shape."""
     if not directory.is_dir():
         raise InputError(f"{where}: damaged checkpoint (no {directory.name}/ folder)")
-    try:
-        metadata = orbax().StandardCheckpointer().metadata(directory.resolve())
-        stored = getattr(metadata, "item_metadata", metadata)
-        stored_shapes = leaf_shapes(stored)
-    except Exception as error:  # orbax raises many types for damaged files
-        raise InputError(f"{where}: damaged checkpoint ({type(error).__name__})") from None
-    if not stored_shapes:
-        raise InputError(f"{where}: damaged checkpoint (no readable array metadata in {directory.name}/)")
-    expected = leaf_shapes(target)
-    if stored_shapes != expected:
-        differ = sorted(set(stored_shapes.items()) ^ set(expected.items()))
-        raise InputError(
-            f"{where}: the stored weights do not fit the architecture and feature settings of "
-            f"its meta.json (first difference at {differ[0][0]})"
-        )
-    try:
-        return orbax().StandardCheckpointer().restore(directory.resolve(), target)
-    except Exception as error:
-        raise InputError(f"{where}: damaged checkpoint ({type(error).__name__})") from None
+    # the checkpointer is closed on every path: an open one prints "Event loop is closed" tracebacks at exit
+    with orbax().StandardCheckpointer() as checkpointer:
+        try:
+            metadata = checkpointer.metadata(directory.resolve())
+            stored_shapes = leaf_shapes(getattr(metadata, "item_metadata", metadata))
+        except Exception as error:  # orbax raises many types for damaged files
+            raise InputError(f"{where}: damaged checkpoint ({type(error).__name__})") from None
+        if not stored_shapes:
+            raise InputError(f"{where}: damaged checkpoint (no readable array metadata in {directory.name}/)")
+        expected = leaf_shapes(target)
+        if stored_shapes != expected:
+            differ = sorted(set(stored_shapes.items()) ^ set(expected.items()))
+            raise InputError(
+                f"{where}: the stored weights do not fit the architecture and feature settings of "
+                f"its meta.json (first difference at {differ[0][0]})"
+            )
+        try:
+            return checkpointer.restore(directory.resolve(), target)
+        except Exception as error:
+            raise InputError(f"{where}: damaged checkpoint ({type(error).__name__})") from None
 
 
 def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:

@@ -49,6 +49,8 @@ def load_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
+        if isinstance(error, yaml.constructor.ConstructorError) and "tag" in str(error.problem):
+            raise InputError(f"{path}: YAML tags such as '!!python/object' are not allowed{where}") from None
         raise InputError(f"{path}: malformed YAML{where}") from None
     if data is None:
         return {}
@@ -152,6 +154,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise InputError(f"{where}: expected a string, got {value!r}")
         return value
     return value
+
+
+def with_overrides(cls: type[T], mapping: Mapping, source: str, overrides: Iterable[str] = ()) -> T:
+    """`cls` from `mapping` (read from `source`), then `--set` overrides: an error in the mapping names
+    `source`, one that only the overrides bring names `--set`."""
+    config = from_dict(cls, mapping, source)
+    overrides = list(overrides)
+    return from_dict(cls, apply_overrides(mapping, overrides), "--set") if overrides else config
 
 
 def to_dict(obj: Any) -> Any:

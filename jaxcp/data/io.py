@@ -96,6 +96,7 @@ def read_csv_recording(
     header, body = _split_header(_read_text(path), path)
     frame_col, xy_cols, conf_cols = _match_columns(header, layout, path)
     used = sorted({frame_col, *xy_cols.ravel().tolist(), *(c for c in conf_cols if c >= 0)})
+    _check_cell_counts(body, len(header), path)
     table = _parse_numbers(body, header, used, path)
     frames = _frame_index(table[:, frame_col], path)
     points = table[:, xy_cols.ravel()].reshape(len(table), layout.num_joints, 2)
@@ -141,6 +142,17 @@ def _match_columns(header: list[str], layout: Layout, path: Path) -> tuple[int, 
     xy = np.array([[position[f"{j}_x"], position[f"{j}_y"]] for j in names])
     conf = [next((position[j + s] for s in CONFIDENCE_SUFFIXES if j + s in position), -1) for j in names]
     return position["frame"], xy, conf
+
+
+def _check_cell_counts(body: str, num_columns: int, path: Path) -> None:
+    """Every data row must have as many cells as the header: a row with an extra or a missing cell would
+    shift the columns after it (x and y of later joints mixed)."""
+    for number, line in enumerate(body.split("\n"), start=2):
+        if not line.strip():
+            continue
+        cells = len(next(csv.reader([line]))) if '"' in line else line.count(",") + 1
+        if cells != num_columns:
+            raise InputError(f"{path}: line {number} has {cells} cells, the header has {num_columns}")
 
 
 def _shown(names: list[str], limit: int = 5) -> str:
@@ -193,8 +205,6 @@ def _raise_bad_cell(body: str, header: list[str], used: list[int], path: Path) -
         if not line.strip():
             continue
         cells = line.split(",")
-        if len(cells) != len(header):
-            raise InputError(f"{path}: line {number} has {len(cells)} cells, the header has {len(header)}")
         for col in used:
             text = cells[col].strip().strip('"').strip()
             if not text:

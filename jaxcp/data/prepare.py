@@ -25,8 +25,8 @@ from typing import Literal
 
 import numpy as np
 
-from jaxcp.core.atomic import commit_dir, fresh_dir
-from jaxcp.core.config import apply_overrides, from_dict, load_yaml, to_dict
+from jaxcp.core.atomic import check_out_folder, commit_dir, fresh_dir
+from jaxcp.core.config import load_yaml, to_dict, with_overrides
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import MANIFEST, InfantEntry, Manifest, new_manifest, write_manifest, write_split
 from jaxcp.data.io import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_FPS, check_fps, match_outcomes, read_recording
@@ -77,8 +77,7 @@ class Processed:
 def build_config(config_file: str | None, overrides: Sequence[str]) -> PrepareConfig:
     """Defaults, then the YAML file (if any), then `--set` overrides."""
     mapping = load_yaml(config_file) if config_file else {}
-    source = config_file or "--set"
-    return from_dict(PrepareConfig, apply_overrides(mapping, overrides), source)
+    return with_overrides(PrepareConfig, mapping, config_file or "defaults", overrides)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -87,6 +86,7 @@ def check_out_dir(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
         raise InputError(f"{out_dir}: exists, is not empty and holds no {MANIFEST}; refusing to replace it")
+    check_out_folder(out_dir, "OUT_DIR")
 
 
 def process_one(item: tuple[str, Path, int], layout: Layout, fps: float,

@@ -292,8 +292,9 @@ def layout_from_dict(spec: Mapping, source: str = "layout") -> Layout:
             thorax=idx_list(spec["thorax"], "thorax"),
             pelvis=idx_list(spec["pelvis"], "pelvis"),
         )
-    except InputError as error:
-        raise InputError(f"{source}: {error}") from None
+    except InputError as error:  # the Layout's own checks name the layout, not the file
+        message = str(error)
+        raise InputError(message if message.startswith(f"{source}:") else f"{source}: {message}") from None
 
 
 def load_layout(name_or_path: str | Path | Layout | None = None) -> Layout:

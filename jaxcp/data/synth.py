@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcp import __version__
-from jaxcp.core.atomic import commit_dir, fresh_dir
+from jaxcp.core.atomic import check_out_folder, commit_dir, fresh_dir
 from jaxcp.core.errors import InputError
 from jaxcp.core.runtime import DEFAULT_SEED
 from jaxcp.data.prepare import prepare_dataset
@@ -481,6 +481,7 @@ def _check_out_dir(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / SETTINGS_FILE).is_file():
         raise InputError(f"{out_dir}: folder is not empty and holds no synthetic cohort; choose a new folder")
+    check_out_folder(out_dir)
 
 
 def generate_cohort(out_dir: str | Path, *, layout: Layout | str = IN_MOTION_29,

@@ -30,6 +30,9 @@ class SearchCheckpoints:
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True)
         )
 
+    def close(self) -> None:
+        self.manager.close()
+
     def save(self, state: SearchState) -> None:
         step = (self.manager.latest_step() or 0) + 1
         document = {"format": STATE_FORMAT, **state_document(state)}
@@ -55,6 +58,7 @@ class SearchCheckpoints:
                          f"falling back to {later}")  # fmt: skip
                 continue
             if document.get("format") != STATE_FORMAT:
+                self.close()
                 raise InputError(f"{self.directory}: a search state written by another jaxcp version "
                                  f"(format {document.get('format', 'jaxcp-search-state-1')!r}, this version reads "
                                  f"{STATE_FORMAT!r}); start a new search with --out")  # fmt: skip

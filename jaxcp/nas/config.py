@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxcp.core.config import apply_overrides, from_dict, load_yaml, resolve_config_path
+from jaxcp.core.config import load_yaml, resolve_config_path, with_overrides
 from jaxcp.core.errors import InputError
 from jaxcp.core.runtime import DEFAULT_SEED
 from jaxcp.data.synth import SyntheticConfig
@@ -79,5 +79,4 @@ class SearchConfig:
 
 def load_search_config(name_or_path: str = "quick", overrides: list[str] = ()) -> SearchConfig:
     path = resolve_config_path(name_or_path, "search")
-    data = apply_overrides(load_yaml(path), overrides)
-    return from_dict(SearchConfig, data, source=str(path))
+    return with_overrides(SearchConfig, load_yaml(path), str(path), overrides)

@@ -85,14 +85,17 @@ class Search:
         self.state = self.checkpoints.restore(steps.init_state(space, config), space, log)
 
     def run(self) -> dict:
-        while not steps.finished(self.state, self.config):
-            if self.state.phase == "students":
-                self._train_students()
-                self._update_controller()
-            if self.state.phase == "argmax":
-                self._train_argmax()
-            self._advance(steps.next_iteration(self.state))
-        return self._finish()
+        try:
+            while not steps.finished(self.state, self.config):
+                if self.state.phase == "students":
+                    self._train_students()
+                    self._update_controller()
+                if self.state.phase == "argmax":
+                    self._train_argmax()
+                self._advance(steps.next_iteration(self.state))
+            return self._finish()
+        finally:
+            self.checkpoints.close()
 
     def _advance(self, state: SearchState) -> None:
         """Take the new state and checkpoint it (with students.jsonl)."""

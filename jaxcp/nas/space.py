@@ -141,7 +141,20 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
     check_sections(data, path, required=("arch", "hparams"))
     arch = _decisions(data["arch"], ARCH_RULES, ARCH_DECISIONS, f"{path}: arch")
     hparams = _decisions(data["hparams"], HPARAM_RULES, HPARAM_DECISIONS, f"{path}: hparams")
+    if path.resolve() != DEFAULT_SPACE.resolve():
+        _check_table_one(arch, load_space(DEFAULT_SPACE).arch, path)
     return SearchSpace(arch=arch, hparams=hparams)
+
+
+def _check_table_one(arch: tuple[Decision, ...], paper: tuple[Decision, ...], path: Path) -> None:
+    """A user's space may search any subset of the paper's architecture choices (Table I, the values the
+    network is built and checked for), and any training hyperparameters."""
+    allowed = {d.name: d.choices for d in paper}
+    for d in arch:
+        outside = [c for c in d.choices if not any(_same(c, a) for a in allowed[d.name])]
+        if outside:
+            raise InputError(f"{path}: arch.{d.name} = {outside[0]!r} is outside the paper's Table I "
+                             f"(choices: {list(allowed[d.name])}), the values the network is built for")
 
 
 def _decisions(section: Mapping, rules: Mapping[str, Rule], names: tuple[str, ...],

@@ -65,4 +65,7 @@ def load_experiment(data_dir: str | Path, layout: Layout, student: TrainConfig, 
     val_set = load_dataset(data_dir, val_split)
     if train_set.layout_name != layout.name:
         raise InputError(f"{data_dir}: data use layout {train_set.layout_name!r}, the config asks for {layout.name!r}")
-    return Experiment(layout, train_set, val_set, student, long, data_settings(data_dir))
+    try:
+        return Experiment(layout, train_set, val_set, student, long, data_settings(data_dir))
+    except InputError as error:
+        raise InputError(f"{data_dir}: {error}") from None

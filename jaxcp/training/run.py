@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcp.core import atomic
-from jaxcp.core.config import apply_overrides, dump_yaml, from_dict, jsonable, to_dict
+from jaxcp.core.config import dump_yaml, jsonable, to_dict, with_overrides
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import data_settings, dataset_layout, load_dataset
 from jaxcp.model.arch import Arch
@@ -75,10 +75,11 @@ def seed_dir(out_dir: Path, index: int) -> Path:
 
 def build_config(epochs: int | None, overrides: list[str]) -> TrainConfig:
     """The long schedule, then `--set key=value` overrides, then `--epochs`."""
-    mapping = apply_overrides(to_dict(LONG_SCHEDULE), overrides)
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs {epochs}: must be at least 1")
+    config = with_overrides(TrainConfig, to_dict(LONG_SCHEDULE), "defaults", overrides)
     if epochs is not None:
-        mapping["epochs"] = epochs
-    config = from_dict(TrainConfig, mapping, "--set")
+        config = dataclasses.replace(config, epochs=epochs)
     checks = {
         "epochs": config.epochs >= 1,
         "eval_every": config.eval_every >= 1,
@@ -106,7 +107,8 @@ def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
 
 
 def check_out_dir(out_dir: Path, run: dict, restart: bool) -> str:
-    """'new', 'resume' or 'finished'; an InputError when OUT belongs to something else."""
+    """'new', 'restart', 'resume' or 'finished'; an InputError when OUT belongs to something else. Nothing
+    is changed on disk (a restart clears the old run only once the new one is known to be valid)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
     run_file = out_dir / RUN_FILE
@@ -117,9 +119,7 @@ def check_out_dir(out_dir: Path, run: dict, restart: bool) -> str:
             )
         return "new"
     if restart:
-        for path in [out_dir / SUMMARY_FILE, out_dir / PROGRESS_DIR, *out_dir.glob("seed_*")]:
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        return "new"
+        return "restart"
     try:
         old = json.loads(run_file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -130,6 +130,15 @@ def check_out_dir(out_dir: Path, run: dict, restart: bool) -> str:
             f"{out_dir}: holds a run with different settings: {difference}; use another --out or --restart"
         )
     return "finished" if (out_dir / SUMMARY_FILE).is_file() else "resume"
+
+
+def start_run_folder(out_dir: Path, request: RunRequest, run_json: dict) -> None:
+    """Clear what an earlier run left (models, training state, summary), then write what is asked."""
+    for path in [out_dir / SUMMARY_FILE, out_dir / PROGRESS_DIR, *out_dir.glob("seed_*")]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    atomic.write_text(out_dir / "arch.yaml", arch_file_text(request.arch, request.hparams))
+    atomic.write_text(out_dir / "config.yaml", dump_yaml(request.config))
+    atomic.write_text(out_dir / RUN_FILE, json.dumps(run_json, indent=2))
 
 
 def save_best(out_dir: Path, run: StudentRun, report: EpochReport, request: RunRequest, spec: ModelSpec) -> None:
@@ -164,20 +173,15 @@ def train_run(
     if mode == "finished":
         log(f"{out_dir}: this run is already finished")
         return json.loads((out_dir / SUMMARY_FILE).read_text())
-    if mode == "new":
-        atomic.write_text(out_dir / "arch.yaml", arch_file_text(request.arch, request.hparams))
-        atomic.write_text(out_dir / "config.yaml", dump_yaml(request.config))
-        atomic.write_text(out_dir / RUN_FILE, json.dumps(run_json, indent=2))
     config = request.config
-    run = StudentRun(
-        request.arch,
-        [request.hparams] * len(request.seeds),
-        request.seeds,
-        make_train_data(train_set, config),
-        make_eval_data(val_set, layout, config),
-        layout,
-        config,
-    )
+    try:  # everything is checked before anything is written
+        train_data, val_data = make_train_data(train_set, config), make_eval_data(val_set, layout, config)
+    except InputError as error:
+        raise InputError(f"{data_dir}: {error}") from None
+    seeds = request.seeds
+    run = StudentRun(request.arch, [request.hparams] * len(seeds), seeds, train_data, val_data, layout, config)
+    if mode in ("new", "restart"):
+        start_run_folder(out_dir, request, run_json)
     if mode == "resume" and (out_dir / PROGRESS_DIR).is_dir():
         arrays, info = restore_run_state(out_dir / PROGRESS_DIR, run.snapshot()[0])
         run.restore(arrays, info)

@@ -120,6 +120,10 @@ def program_spec(arch: Arch, layout: Layout, batch_size: int, config: TrainConfi
 
 
 def make_train_data(dataset: Dataset, config: TrainConfig) -> engine.TrainData:
+    frames = int(dataset.coords.shape[1]) if dataset.coords.ndim == 4 else 0
+    if frames < config.window:
+        raise InputError(f"training windows of window={config.window} frames need recordings at least that long; "
+                         f"the longest has {frames}")
     plan = train_window_plan(dataset.labels, config.parts_positive, config.parts_negative)
     return engine.TrainData(
         coords=jnp.asarray(dataset.coords), labels=jnp.asarray(dataset.labels, jnp.int32), plan=plan
@@ -127,7 +131,10 @@ def make_train_data(dataset: Dataset, config: TrainConfig) -> engine.TrainData:
 
 
 def make_eval_data(dataset: Dataset, layout: Layout, config: TrainConfig) -> EvalData:
-    windows = make_eval_windows(dataset, window=config.window, hop=config.hop)
+    try:
+        windows = make_eval_windows(dataset, window=config.window, hop=config.hop)
+    except InputError as error:
+        raise InputError(f"{error} (setting window={config.window})") from None
     features = engine.featurise(jnp.asarray(windows.windows), layout, config.features)
     return EvalData(
         features=features, owner=np.asarray(windows.owner), labels=np.asarray(dataset.labels), ids=dataset.ids
