@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 
@@ -36,3 +37,23 @@ def test_commit_dir_replaces_a_whole_folder(tmp_path):
     atomic.commit_dir(tmp, final)
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
+
+
+def test_a_killed_writes_leftovers_are_removed_by_the_next_write_of_the_same_target(tmp_path):
+    """A kill between creating a temporary and renaming it leaves `.<name>.xxxxxxxx.tmp` (or the old copy
+    `.<name>.old.xxxxxxxx`); the next write of that target removes them, and nothing of other targets."""
+    import tempfile
+
+    stale_dir = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=tmp_path))
+    (stale_dir / "half.npy").write_bytes(b"\0" * 100)
+    stale_old = Path(tempfile.mkdtemp(prefix=".out.old.", dir=tmp_path))
+    _, stale_file = tempfile.mkstemp(prefix=".out.json.", suffix=".tmp", dir=tmp_path)
+    keep = [tmp_path / ".out.json.notours", tmp_path / ".other.abcdefgh.tmp", tmp_path / ".outer.abcdefgh.tmp"]
+    for path in keep:
+        path.write_text("not a leftover of out")
+    tmp = atomic.fresh_dir(tmp_path / "out")
+    atomic.commit_dir(tmp, tmp_path / "out")
+    assert not stale_dir.exists() and not stale_old.exists() and Path(stale_file).exists()
+    atomic.write_text(tmp_path / "out.json", "{}")
+    assert not Path(stale_file).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", "out.json", *(p.name for p in keep)])

@@ -165,3 +165,15 @@ def test_jsonable_replaces_non_finite_numbers():
         "3": [0, 1],
     }
     assert jax.tree.leaves(checkpoint.jsonable({"x": (1, 2)})) == [1, 2]
+
+
+def test_saving_a_model_removes_what_a_killed_save_left(trained, tmp_path):
+    """An argmax candidate's save killed half way leaves `.iteration_000.xxxxxxxx.tmp/`; the resumed search
+    saves that candidate again, and the leftover goes."""
+    _, state = trained
+    target = tmp_path / "argmax" / "iteration_000"
+    leftover = tmp_path / "argmax" / ".iteration_000.k1lled00.tmp"
+    (leftover / "state").mkdir(parents=True)
+    checkpoint.save_model(target, state.variables, TINY_CONFIG.model_spec(TINY_ARCH, LAYOUT, DATA))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["iteration_000"]
+    assert checkpoint.restore_model(target).spec.arch == TINY_ARCH

@@ -105,6 +105,11 @@ def test_prepare_replaces_an_earlier_dataset(tmp_path, raw, tiny_layout):
     assert run(raw, out, tiny_layout, "--set", "split.seed=5") == 0
     assert read_manifest(out).settings["split"]["seed"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw", "tiny.yaml"]  # no temporary leftovers
+    killed = tmp_path / ".out.k1lled00.tmp"  # what a prepare killed while writing leaves
+    killed.mkdir()
+    (killed / "train_coords.npy").write_bytes(b"\0" * 1000)
+    assert run(raw, out, tiny_layout) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw", "tiny.yaml"]
 
 
 def test_prepare_skips_with_warnings(tmp_path, raw, tiny_layout, capsys):
