@@ -82,7 +82,7 @@ def test_best_record_and_finish_rules():
     state, _ = one_iteration(steps.init_state(SPACE, CONFIG), lambda c: 0.2 + 0.01 * c.id)
     best = steps.best_record(state)
     assert best.id == max(s.id for s in state.students)
-    candidate = steps.argmax_candidate(state, SPACE)
+    candidate = steps.argmax_candidate(state, SPACE, CONFIG)
     record = steps.ArgmaxRecord(iteration=0, actions=candidate.actions, arch=candidate.arch,
                                 hparams=candidate.hparams, reward=0.99, status="ok", best_epoch=3, metrics={},
                                 checkpoint="argmax/iteration_000")  # fmt: skip

@@ -48,6 +48,7 @@ PAPER_LEARNING_RATE = 0.001
 DEFAULT_LEARNING_RATE = 0.05
 DEFAULT_BASELINE = "moving_average"
 BASELINES = ("none", "moving_average", "batch_mean")
+STRATEGIES = ("reinforce", "random")
 MASKED_LOGIT = -1e9
 
 
@@ -55,11 +56,14 @@ MASKED_LOGIT = -1e9
 class ControllerConfig:
     """Static controller settings (hashable: part of the jitted update's cache key).
 
+    strategy: "reinforce" (the paper: sample from the policy, one REINFORCE step per iteration) or "random"
+    (uniform samples from the space with the same budget; the policy is never updated).
     baseline: "none" (the paper), "moving_average" (exponential average of past batch-mean rewards with
     `baseline_decay`, started at the first batch's mean) or "batch_mean" (AutoCP's unused option).
     min_bucket: the smallest padded number of rollouts per update.
     """
 
+    strategy: str = "reinforce"
     lr: float = DEFAULT_LEARNING_RATE
     baseline: str = DEFAULT_BASELINE
     baseline_decay: float = 0.9
@@ -70,6 +74,8 @@ class ControllerConfig:
     min_bucket: int = 32
 
     def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"controller.strategy: unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if self.baseline not in BASELINES:
             raise InputError(f"controller.baseline: unknown baseline {self.baseline!r}; expected one of {BASELINES}")
         if not self.lr > 0:
@@ -217,6 +223,11 @@ def update(state: ControllerState, actions, rewards, weights=None) -> tuple[Cont
 def argmax(state: ControllerState) -> np.ndarray:
     """The most probable choice of each decision (first index on ties): (D,) int32."""
     return np.asarray(jnp.argmax(jnp.where(state.mask, state.logits, MASKED_LOGIT), axis=-1), dtype=np.int32)
+
+
+def entropy(state: ControllerState) -> float:
+    """The policy's entropy summed over decisions (nats; log of the space's size for a uniform policy)."""
+    return float(_entropy(_log_softmax(state.logits, state.mask), state.mask).sum())
 
 
 def probabilities(state: ControllerState) -> list[np.ndarray]:

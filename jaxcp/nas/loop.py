@@ -133,12 +133,15 @@ class Search:
     def _update_controller(self) -> None:
         state, info = steps.update_controller(self.state, self.config)
         self._advance(state)
-        self.log.line(f"iteration {state.iteration}: controller updated ({info['rollouts']} rollouts, "
-                      f"loss {info['loss']:.4f})")  # fmt: skip
+        if self.config.controller.strategy == "random":
+            self.log.line(f"iteration {state.iteration}: random search (no policy update)")
+        else:
+            self.log.line(f"iteration {state.iteration}: controller updated ({info['rollouts']} rollouts, "
+                          f"loss {info['loss']:.4f}, policy entropy {state.probabilities[-1]['entropy']:.3f})")
 
     def _train_argmax(self) -> None:
         it = self.state.iteration
-        candidate = steps.argmax_candidate(self.state, self.space)
+        candidate = steps.argmax_candidate(self.state, self.space, self.config)
         self.log.line(f"iteration {it}: training the argmax candidate for {self.config.student.argmax_epochs} epochs")
         out = self.run_dir / "argmax" / f"iteration_{it:03d}"
         seed = student_seed(self.config.seed, ARGMAX_ID + it, 0)

@@ -20,8 +20,10 @@ def plot_search(run_dir: Path, state: SearchState, space: SearchSpace) -> None:
 
 
 def plot_rewards(path: Path, state: SearchState) -> None:
+    """Every student's reward (left) and, per iteration, the mean reward and the policy's entropy (right):
+    a search that learns raises the one and lowers the other."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, (ax, per_iteration) = plt.subplots(1, 2, figsize=(12, 3.5), gridspec_kw={"width_ratios": [2, 1]})
     ids = [s.id for s in state.students]
     rewards = [s.reward for s in state.students]
     ax.scatter(ids, rewards, c=[s.iteration for s in state.students], cmap="viridis", s=14)
@@ -30,6 +32,14 @@ def plot_rewards(path: Path, state: SearchState) -> None:
         ax.axhline(a.reward, color="red", lw=0.5, alpha=0.4)
     ax.set(xlabel="student", ylabel="validation AUC (reward)", title="Rewards over the search")
     ax.legend(loc="lower right")
+    done = [h for h in state.probabilities if h.get("mean_reward") is not None]
+    iterations = [h["iteration"] for h in done]
+    per_iteration.plot(iterations, [h["mean_reward"] for h in done], marker="o", color="C0")
+    per_iteration.set(xlabel="iteration", title="Is the search learning?")
+    per_iteration.set_ylabel("mean reward", color="C0")
+    entropy = per_iteration.twinx()
+    entropy.plot(iterations, [h["entropy"] for h in done], marker="s", color="C3")
+    entropy.set_ylabel("policy entropy (nats)", color="C3")
     save_png(fig, path)
 
 

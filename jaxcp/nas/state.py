@@ -162,11 +162,16 @@ def decode(space: SearchSpace, candidate_id: int, actions) -> Candidate:
 
 
 def start_iteration(state: SearchState, space: SearchSpace, config: SearchConfig) -> SearchState:
-    """Sample this iteration's candidates from the policy (a no-op when they are already sampled)."""
+    """Sample this iteration's candidates (a no-op when they are already sampled): from the policy, or
+    uniformly from the space with `controller.strategy: random`."""
     if state.pending is not None:
         return state
     count = config.first_students if state.iteration == 0 else config.students
-    actions = np.asarray(controller.sample(iteration_key(config, state.iteration), state.controller, count))
+    key = iteration_key(config, state.iteration)
+    if config.controller.strategy == "random":
+        actions = np.asarray(space.sample_many(key, count))
+    else:
+        actions = np.asarray(controller.sample(key, state.controller, count))
     first_id = len(state.students)
     pending = tuple(decode(space, first_id + i, row) for i, row in enumerate(actions))
     return dataclasses.replace(state, pending=pending)
@@ -203,11 +208,15 @@ def add_students(state: SearchState, records: list[StudentRecord]) -> SearchStat
 
 
 def update_controller(state: SearchState, config: SearchConfig) -> tuple[SearchState, dict]:
-    """One REINFORCE step on this iteration's students plus a replay batch; the fresh students above the
-    replay threshold enter the memory. Phase -> "argmax" (or "done" when argmax training is off)."""
+    """The end of an iteration's students: one REINFORCE step on them plus a replay batch, and the fresh
+    students above the replay threshold enter the memory (random search: no update). The iteration's mean
+    reward and the policy's entropy are recorded. Phase -> "argmax" (or "done" when argmax training is off)."""
     fresh = [s for s in state.students if s.iteration == state.iteration]
     fresh_actions = np.asarray([s.actions for s in fresh], np.int32)
     fresh_rewards = np.asarray([s.reward for s in fresh], np.float32)
+    if config.controller.strategy == "random":
+        return _record_iteration(state, config, state.controller, state.replay, fresh_rewards), {
+            "loss": 0.0, "rollouts": 0}
     actions, rewards, memory = fresh_actions, fresh_rewards, state.replay
     if config.replay.enabled:
         replay_key = jax.random.fold_in(iteration_key(config, state.iteration), 1)
@@ -218,17 +227,26 @@ def update_controller(state: SearchState, config: SearchConfig) -> tuple[SearchS
     policy, info = controller.update(state.controller, actions, rewards)
     if config.replay.enabled:
         memory = replay.push(memory, fresh_actions, fresh_rewards, config.replay.threshold)
-    probs = [np.asarray(p).round(6).tolist() for p in controller.probabilities(policy)]
-    new = dataclasses.replace(
-        state, controller=policy, replay=memory,
-        probabilities=state.probabilities + ({"iteration": state.iteration, "probabilities": probs},),
-        phase="argmax" if config.student.argmax_epochs > 0 else "done",
-    )  # fmt: skip
+    new = _record_iteration(state, config, policy, memory, fresh_rewards)
     return new, {**{k: float(v) for k, v in info.items()}, "rollouts": int(len(actions))}
 
 
-def argmax_candidate(state: SearchState, space: SearchSpace) -> Candidate:
-    """The policy's most probable candidate (id -1: not a student)."""
+def _record_iteration(state: SearchState, config: SearchConfig, policy: ControllerState, memory: ReplayMemory,
+                      rewards: np.ndarray) -> SearchState:
+    probs = [np.asarray(p).round(6).tolist() for p in controller.probabilities(policy)]
+    entry = {"iteration": state.iteration, "probabilities": probs, "entropy": round(controller.entropy(policy), 6),
+             "mean_reward": float(np.mean(rewards)) if rewards.size else None}  # fmt: skip
+    return dataclasses.replace(state, controller=policy, replay=memory, probabilities=state.probabilities + (entry,),
+                               phase="argmax" if config.student.argmax_epochs > 0 else "done")  # fmt: skip
+
+
+def argmax_candidate(state: SearchState, space: SearchSpace, config: SearchConfig) -> Candidate:
+    """The candidate the strategy proposes for the long schedule (id -1: not a student): the policy's most
+    probable one, or with random search the best student so far."""
+    if config.controller.strategy == "random":
+        best = max((s for s in state.students if s.status != "failed"), key=lambda s: s.reward, default=None)
+        if best is not None:
+            return decode(space, -1, best.actions)
     return decode(space, -1, controller.argmax(state.controller))
 
 
