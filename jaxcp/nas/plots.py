@@ -35,7 +35,7 @@ def plot_rewards(path: Path, state: SearchState) -> None:
     done = [h for h in state.probabilities if h.get("mean_reward") is not None]
     iterations = [h["iteration"] for h in done]
     per_iteration.plot(iterations, [h["mean_reward"] for h in done], marker="o", color="C0")
-    per_iteration.set(xlabel="iteration", title="Is the search learning?")
+    per_iteration.set(xlabel="iteration", title="Is the search learning?", xticks=iterations)
     per_iteration.set_ylabel("mean reward", color="C0")
     entropy = per_iteration.twinx()
     entropy.plot(iterations, [h["entropy"] for h in done], marker="s", color="C3")
