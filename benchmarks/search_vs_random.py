@@ -46,7 +46,7 @@ from jaxcp.data.windows import make_eval_windows
 from jaxcp.nas.config import load_search_config
 from jaxcp.nas.loop import Search
 from jaxcp.nas.space import load_space
-from jaxcp.training.experiment import load_experiment
+from jaxcp.training.experiment import Experiment, load_experiment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STRATEGIES = ("reinforce", "random")
@@ -118,12 +118,19 @@ def search_config(strategy: str, seed: int, size: Size, space_file: Path, data: 
     return load_search_config("quick", overrides)
 
 
-def held_out_auc(experiment, run_dir: Path, best: dict, space, test_set, seed: int, epochs: int) -> float:
-    """Train the best candidate again (long schedule of `epochs`) and score it on the test split."""
+def make_experiment(data: Path, size: Size, space_file: Path) -> Experiment:
+    """The cohort on device once for every run: the students' schedule (the same for both strategies and
+    all seeds) and, as the long schedule, the final training of each run's best candidate."""
+    student = search_config("reinforce", 1, size, space_file, data).student.student_config()
+    final = dataclasses.replace(student, epochs=size.final_epochs, eval_every=max(size.final_epochs // 4, 1),
+                                eval_last=0, early_stop=False)  # fmt: skip
+    return load_experiment(data, IN_MOTION_29, student, final)
+
+
+def held_out_auc(experiment: Experiment, run_dir: Path, best: dict, space, test_set, seed: int) -> float:
+    """Train the best candidate again (the experiment's long schedule) and score it on the test split."""
     arch, hparams = space.decode(best["actions"])
-    long = dataclasses.replace(experiment.long, epochs=epochs, eval_every=max(epochs // 4, 1), eval_last=0)
-    trainer = dataclasses.replace(experiment, long=long)
-    trainer.train(arch, [hparams], [seed], long=True, checkpoint_dir=run_dir / "final")
+    experiment.train(arch, [hparams], [seed], long=True, checkpoint_dir=run_dir / "final")
     predictor = load_checkpoint(run_dir / "final")
     windows = make_eval_windows(test_set, window=predictor.spec.window, hop=predictor.spec.hop)
     probs, _ = predictor(windows.windows)
@@ -131,11 +138,10 @@ def held_out_auc(experiment, run_dir: Path, best: dict, space, test_set, seed: i
     return float(metrics.roc_auc(test_set.labels, risk))
 
 
-def run_one(strategy: str, seed: int, size: Size, space_file: Path, data: Path, out: Path, test_set) -> dict:
+def run_one(strategy: str, seed: int, size: Size, space_file: Path, data: Path, out: Path, experiment: Experiment,
+            test_set) -> dict:
     config = search_config(strategy, seed, size, space_file, data)
     space = load_space(space_file)
-    experiment = load_experiment(data, IN_MOTION_29, config.student.student_config(),
-                                 config.student.argmax_config())  # fmt: skip
     run_dir = out / f"{strategy}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh search, never a resumed one
     start = time.perf_counter()
@@ -146,7 +152,7 @@ def run_one(strategy: str, seed: int, size: Size, space_file: Path, data: Path, 
     per_iteration = [float(np.mean([s["reward"] for s in students if s["iteration"] == it]))
                      for it in range(config.iterations)]  # fmt: skip
     start = time.perf_counter()
-    test_auc = held_out_auc(experiment, run_dir, summary["best"], space, test_set, seed, size.final_epochs)
+    test_auc = held_out_auc(experiment, run_dir, summary["best"], space, test_set, seed)
     return {"strategy": strategy, "seed": seed, "rewards": rewards, "mean_reward_per_iteration": per_iteration,
             "best_validation_auc": max(rewards), "best_actions": summary["best"]["actions"],
             "best_arch": {k: summary["best"]["arch"][k] for k in ("activation", "attention", "multi_gcn",
@@ -235,10 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     cohort = SyntheticConfig(infants=size.infants, minutes=1.0, cp_fraction=0.3, difficulty=args.difficulty)
     data = ensure_synthetic(cohort, 1234, IN_MOTION_29, out / "data")
     test_set = load_dataset(data, "test")
+    experiment = make_experiment(data, size, space_file)
     start, rows = time.perf_counter(), []
     for seed in range(1, size.seeds + 1):
         for strategy in STRATEGIES:
-            rows.append(run_one(strategy, seed, size, space_file, data, out, test_set))
+            rows.append(run_one(strategy, seed, size, space_file, data, out, experiment, test_set))
             r = rows[-1]
             print(f"seed {seed} {strategy:<9} mean reward per iteration "
                   f"{' '.join(f'{v:.3f}' for v in r['mean_reward_per_iteration'])}, best validation "

