@@ -148,3 +148,16 @@ def test_fold_split():
         fold_split(folds, 3)
     with pytest.raises(InputError, match="split.num_folds"):
         stratified_folds(["a"], [1], 1)
+
+
+def test_small_split_warning_states_counts_and_interval_width():
+    from jaxcp.data.splits import infants_for_width, proportion_ci_width, size_warning
+
+    # 2 infants, proportion 0.8 -> k = 2 of 2: the exact interval is [0.025 ** (1/2), 1] (Beta(2, 1) cdf = x^2)
+    assert proportion_ci_width(2) == pytest.approx(1 - math.sqrt(0.025))
+    assert proportion_ci_width(0) == 1.0
+    n = infants_for_width(0.4)
+    assert proportion_ci_width(n) <= 0.4 < proportion_ci_width(n - 1)
+    text = size_warning("split 'val'", 2, 7)
+    assert "2 CP and 7 non-CP" in text and f"{proportion_ci_width(2):.2f}" in text and f"about {n} " in text
+    assert size_warning("split 'val'", 5, 5) is None

@@ -121,3 +121,45 @@ def fold_split(folds: Sequence[Sequence[str]], val_fold: int) -> dict[str, tuple
         raise InputError(f"fold {val_fold} does not exist (0..{len(folds) - 1})")
     train = [key for k, fold in enumerate(folds) if k != val_fold for key in fold]
     return {"train": tuple(sorted(train)), "val": tuple(sorted(folds[val_fold]))}
+
+
+# --------------------------------------------------------------------------------------------------------
+# How small is too small
+
+MIN_PER_CLASS = 5  # fewer infants of a class than this in a split earns a warning
+TARGET_CI_WIDTH = 0.4  # the interval width the warning says how to reach (a proportion near 0.8: +-0.2)
+
+
+def proportion_ci_width(n: int, p: float = 0.8, alpha: float = 0.05) -> float:
+    """Width of the exact (Clopper-Pearson) 1 - alpha interval of a proportion near `p` measured on `n`
+    infants (k = round(p n)); 1.0 for n = 0. This is how uncertain a sensitivity or specificity is."""
+    from scipy import stats
+
+    if n <= 0:
+        return 1.0
+    k = int(round(p * n))
+    low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return high - low
+
+
+def infants_for_width(width: float = TARGET_CI_WIDTH, p: float = 0.8, alpha: float = 0.05) -> int:
+    """The fewest infants of a class whose proportion near `p` has an exact interval at most `width` wide."""
+    n = 1
+    while proportion_ci_width(n, p, alpha) > width:
+        n += 1
+    return n
+
+
+def size_warning(what: str, num_positive: int, num_negative: int, minimum: int = MIN_PER_CLASS) -> str | None:
+    """One line when `what` (e.g. "split 'val'") has fewer than `minimum` infants of either class, else None.
+
+    It states the counts, how wide a sensitivity / specificity interval is at that size, and how many
+    infants per class an interval of TARGET_CI_WIDTH needs."""
+    if min(num_positive, num_negative) >= minimum:
+        return None
+    smaller = min(num_positive, num_negative)
+    return (f"{what} has {num_positive} CP and {num_negative} non-CP infants: a sensitivity or specificity "
+            f"measured on {smaller} infants has a 95 % interval about {proportion_ci_width(smaller):.2f} wide; "
+            f"about {infants_for_width()} infants per class are needed for an interval "
+            f"{TARGET_CI_WIDTH:g} wide (+-{TARGET_CI_WIDTH / 2:g})")
