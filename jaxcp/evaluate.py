@@ -2,24 +2,29 @@
 
     python -m jaxcp.evaluate --checkpoint runs/best [more ...] --data data/processed [--split test]
         [--threshold 0.5 | youden | sensitivity:0.9] [--val-split val] [--out DIR] [--format md|html]
+        [--labels "no CP,CP"]
 
 Every model scores the split's evaluation windows; several models (or a training run with several seeds)
 form an ensemble: the median of the window probabilities across models (MovementOutcome). An infant's
 risk is the median of its window probabilities, positive iff risk >= threshold. The threshold is 0.5,
 a number, or chosen on the validation split (`--val-split`) from the same models' risks: `youden`
 maximises sensitivity + specificity, `sensitivity:S` is the highest threshold with sensitivity >= S.
-The report (`jaxcp.clinical.report`) states which.
+The report (`jaxcp.clinical.report`) states which, and whether the models' risks are corrected for the
+training's window oversampling. Every figure comes with its 95 % interval; flagged models, a split with too
+few infants of a class and risks that hardly vary are warned about on stderr, in metrics.json and in the
+report.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from jaxcp.clinical import report
-from jaxcp.clinical.evaluation import BOOTSTRAP, ThresholdRule, choose_threshold, evaluate
-from jaxcp.clinical.inference import load_predictors
+from jaxcp.clinical.evaluation import BOOTSTRAP, ThresholdRule, evaluate, select_threshold
+from jaxcp.clinical.inference import class_names, flag_lines, load_predictors, parse_class_names
 from jaxcp.core.atomic import check_out_folder
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.runtime import enable_compilation_cache
@@ -44,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples for the AUC interval"
     )
+    parser.add_argument(
+        "--labels", default=None, help='class names "negative,positive" (default: the models\' or "no CP,CP")'
+    )
     return parser.parse_args(argv)
 
 
@@ -54,23 +62,31 @@ def main(argv: list[str] | None = None) -> int:
         rule = ThresholdRule.parse(args.threshold)
         if args.bootstrap < 1:
             raise InputError(f"--bootstrap {args.bootstrap}: must be at least 1")
+        if args.labels is not None:
+            parse_class_names(args.labels)
         data_dir = Path(args.data)
         out_dir = check_out_folder(args.out or f"evaluation_{args.split}")
         enable_compilation_cache()
         predictors = load_predictors(args.checkpoint, args.model)
-        threshold, description = choose_threshold(rule, predictors, data_dir, args.val_split)
+        names = class_names(predictors, args.labels)
+        choice = select_threshold(rule, predictors, data_dir, args.val_split)
         result, arrays = evaluate(
-            predictors, data_dir, args.split, threshold, description, rule, args.val_split, args.bootstrap
-        )
+            predictors, data_dir, args.split, choice.value, choice.description, rule, args.val_split,
+            args.bootstrap, choice=choice, class_names=names,
+        )  # fmt: skip
         report.write_report(out_dir, result, arrays, args.format)
     except InputError as error:
         exit_with(error)
+    for line in flag_lines(result["model_flags"]) + result["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
     s = result["subject"]
     print(
         f"{args.split}: {result['num_infants']} infants, {len(predictors)} model(s), threshold "
-        f"{threshold:.4g}: AUC {report.number(s['auc'])}, sensitivity {report.number(s['sensitivity'])}, "
-        f"specificity {report.number(s['specificity'])}, accuracy {report.number(s['accuracy'])} "
-        f"({time.perf_counter() - start:.1f} s); report in {out_dir}"
+        f"{choice.value:.4g} ({choice.rule}): AUC {report.interval(s['auc'], s['auc_ci_low'], s['auc_ci_high'])}, "
+        f"sensitivity {report.interval(s['sensitivity'], s['sensitivity_ci_low'], s['sensitivity_ci_high'])}, "
+        f"specificity {report.interval(s['specificity'], s['specificity_ci_low'], s['specificity_ci_high'])}, "
+        f"accuracy {report.interval(s['accuracy'], s['accuracy_ci_low'], s['accuracy_ci_high'])} "
+        f"(95 % intervals; {time.perf_counter() - start:.1f} s); report in {out_dir}"
     )
     return 0
 

@@ -10,12 +10,18 @@ were prepared with (stored in the checkpoint), cut into the model's evaluation w
 
 Outputs per infant in OUT (default `predictions/`), each written atomically:
 
-    <id>_results.csv   MovementOutcome's columns: risk, prediction_threshold, positive_classification, and
-                       certain_classification for an ensemble (booleans written True/False)
+    <id>_results.csv   id, then MovementOutcome's columns: risk, prediction_threshold,
+                       positive_classification, and certain_classification for an ensemble (booleans written
+                       True/False), then class (the predicted class's name, see --labels)
     <id>_windows.json  window starts (frames at the processed rate), the ensemble's and every model's
-                       window P(CP), the risk and the classification
+                       window P(CP), the risk with its windows' quartiles, the classification, the models'
+                       flags and whether their risks are prior-corrected
     <id>_cam.csv/png   with --contributions: each joint's contribution to a CP prediction in [0, 1] (the
-                       class-activation map of movementoutcome-data.md §3), drawn on the infant's median pose
+                       class-activation map of movementoutcome-data.md §3), drawn head up on the infant's
+                       median pose with a colour bar; the title says when a model behind it is flagged
+
+A model flagged by its training (meta.json "flags": risks that hardly vary, a validation AUC at chance, a
+tiny validation split) is named in a `warning:` line on stderr and in every <id>_windows.json.
 
 Every recording is read and checked before anything is written: a bad one stops the run with one line
 (exit status 2) and leaves earlier results untouched.
@@ -24,10 +30,18 @@ Every recording is read and checked before anything is written: a bad one stops 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from jaxcp.clinical.inference import load_predictors
+from jaxcp.clinical.inference import (
+    calibration_note,
+    class_names,
+    flag_lines,
+    load_predictors,
+    model_flags,
+    parse_class_names,
+)
 from jaxcp.clinical.prediction import predict
 from jaxcp.core.atomic import check_out_folder
 from jaxcp.core.errors import InputError, exit_with
@@ -48,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fps", default=str(DEFAULT_FPS), help="frame rate of the recordings (default 30)")
     parser.add_argument("--threshold", type=float, default=0.5, help="prediction threshold (default 0.5)")
     parser.add_argument("--contributions", action="store_true", help="also write body-part contributions")
+    parser.add_argument(
+        "--labels", default=None, help='class names "negative,positive" (default: the models\' or "no CP,CP")'
+    )
     args = parser.parse_args(argv)
     args.checkpoint, rest = split_trailing(args.checkpoint, is_checkpoint)
     args.model, more = split_trailing(args.model, lambda p: not _is_recording(p))
@@ -82,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         fps = check_fps(args.fps)
         if not 0 <= args.threshold <= 1:
             raise InputError(f"--threshold {args.threshold}: must be in [0, 1]")
+        if args.labels is not None:
+            parse_class_names(args.labels)
         out_dir = check_out_folder(args.out)
         enable_compilation_cache()
         predictors = load_predictors(args.checkpoint, args.model)
+        names = class_names(predictors, args.labels)
         summaries = predict(
             predictors,
             args.recordings,
@@ -92,14 +112,20 @@ def main(argv: list[str] | None = None) -> int:
             fps=fps,
             threshold=args.threshold,
             contributions=args.contributions,
+            class_names=names,
         )
     except InputError as error:
         exit_with(error)
+    for line in flag_lines(model_flags(predictors)):
+        print(f"warning: {line}", file=sys.stderr)
     for s in summaries:
         certain = "" if s["certain"] is None else ("  certain" if s["certain"] else "  uncertain")
-        print(f"{s['id']}: risk {s['risk']:.3f}  {'CP' if s['positive'] else 'no CP'}{certain}")
+        low, high = s["window_quartiles"]
+        print(f"{s['id']}: risk {s['risk']:.3f} (its windows' P({names[1]}) quartiles {low:.3f}-{high:.3f})  "
+              f"{s['class']}{certain}")
     print(
-        f"{len(summaries)} recording(s), {len(predictors)} model(s), {time.perf_counter() - start:.1f} s; "
+        f"{len(summaries)} recording(s), {len(predictors)} model(s), threshold {args.threshold:g}, "
+        f"{calibration_note(predictors)['description']}; {time.perf_counter() - start:.1f} s; "
         f"results in {args.out}"
     )
     return 0

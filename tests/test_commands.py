@@ -191,7 +191,7 @@ def test_evaluate_ensemble_report_holds_the_numbers(run_dir, tmp_path, capsys):
     assert (
         row in report
         and "0.5 (default)" in report
-        and f"{s['accuracy']:.3f} ({low:.3f}-{high:.3f})" in report
+        and f"{s['accuracy']:.3f} ({low:.3f}-{high:.3f}, width {high - low:.2f})" in report
     )
     for name in ("roc.png", "scores.png", "infants.csv"):
         assert (tmp_path / "report" / name).stat().st_size > 0
@@ -245,11 +245,14 @@ def test_predict_matches_evaluate_and_writes_movementoutcome_files(run_dir, tmp_
     for i, key in enumerate(test_ids):
         rows = list(csv.DictReader((tmp_path / f"{key}_results.csv").open()))
         assert list(rows[0]) == [
+            "id",
             "risk",
             "prediction_threshold",
             "positive_classification",
             "certain_classification",
+            "class",
         ]
+        assert rows[0]["id"] == key and rows[0]["class"] == ("CP" if risk[i] >= 0.5 else "no CP")
         assert float(rows[0]["risk"]) == pytest.approx(risk[i], rel=1e-6)
         assert rows[0]["positive_classification"] == str(bool(risk[i] >= 0.5))
         windows = json.loads((tmp_path / f"{key}_windows.json").read_text())

@@ -5,11 +5,16 @@ median over models, an infant's risk the median over its windows, and with sever
 certain when the models' own risks (median over windows) agree: Q1 > threshold for a positive prediction,
 Q3 < threshold for a negative one. Body-part contributions (`jaxcp.clinical.predictor`): the median over
 models and over an infant's windows gives one value per joint in [0, 1].
+
+What a model's meta.json says about itself reaches the user through `model_flags` (warnings the training
+wrote: a constant-risk model, a validation AUC at chance, a tiny validation split), `class_names` and
+`calibration_note` (whether the risks were corrected for the training's window oversampling).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +24,8 @@ from jaxcp.clinical import metrics
 from jaxcp.clinical.export import load_exported
 from jaxcp.clinical.predictor import DEFAULT_CHUNK, Predictor, load_checkpoint
 from jaxcp.core.errors import InputError
+
+DEFAULT_CLASS_NAMES = ("no CP", "CP")
 
 
 def expand_checkpoints(paths: Sequence[str | Path]) -> list[Path]:
@@ -108,3 +115,68 @@ def load_predictors(
         raise InputError("no model given: use --checkpoint DIR or --model FILE")
     predictors = [load_checkpoint(path, chunk) for path in expand_checkpoints(checkpoints)]
     return predictors + [load_exported(path, chunk) for path in exported]
+
+
+# ------------------------------------------------------------------------------------ what the models say
+def model_flags(predictors: Sequence[Predictor]) -> dict[str, list[dict]]:
+    """{model name: [{"code", "message"}, ...]} of every flagged model (meta "flags"; absent = none).
+
+    Read defensively: entries that are not {"code", "message"} mappings are kept as far as they can be read.
+    """
+    out = {}
+    for p in predictors:
+        flags = p.meta.get("flags") or []
+        kept = [{"code": str(f.get("code", "flag")), "message": str(f.get("message", f.get("code", "")))}
+                if isinstance(f, dict) else {"code": "flag", "message": str(f)}
+                for f in (flags if isinstance(flags, list) else [flags])]  # fmt: skip
+        if kept:
+            out[p.name] = kept
+    return out
+
+
+def flag_lines(flags: dict[str, list[dict]]) -> list[str]:
+    """One "<model>: <message>" line per flag (for stderr: `warning: ` + line)."""
+    return [f"{name}: {flag['message']}" for name, items in flags.items() for flag in items]
+
+
+def parse_class_names(text: str, what: str = "--labels") -> tuple[str, str]:
+    """"no CP,CP" -> ("no CP", "CP"): two distinct non-empty names, negative class first."""
+    names = tuple(name.strip() for name in str(text).split(","))
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise InputError(f"{what} {text!r}: give two distinct non-empty class names, the negative first, "
+                         f"e.g. \"no CP,CP\"")
+    return names
+
+
+def class_names(predictors: Sequence[Predictor], text: str | None = None) -> tuple[str, str]:
+    """The class names: `text` (--labels) if given, else the first model's meta "labels", else no CP / CP."""
+    if text is not None:
+        return parse_class_names(text)
+    labels = predictors[0].meta.get("labels") if predictors else None
+    if isinstance(labels, list | tuple) and len(labels) == 2:
+        return parse_class_names(",".join(map(str, labels)), f"{predictors[0].name}: meta.json labels")
+    return DEFAULT_CLASS_NAMES
+
+
+def calibration_note(predictors: Sequence[Predictor]) -> dict:
+    """{"corrected": bool, "models": [each model's meta "calibration" or None], "description": sentence}.
+
+    The risks are corrected when every model says method "prior" (the Predictor applies its logit shift);
+    otherwise 0.5 is not "as likely as not" and the sentence says so.
+    """
+    found = [p.meta.get("calibration") if isinstance(p.meta.get("calibration"), dict) else None
+             for p in predictors]  # fmt: skip
+    corrected = bool(found) and all(c is not None and c.get("method") == "prior" for c in found)
+    if corrected:
+        shifts = sorted({round(float(c.get("logit_shift", math.nan)), 2) for c in found})
+        prevalence = float(found[0].get("train_prevalence", math.nan))
+        shift = "/".join(f"{s:g}" for s in shifts)
+        description = (f"risks corrected for the training's window oversampling (logit shift {shift}): 0.5 "
+                       f"means as likely as not at the training cohort's CP prevalence of "
+                       f"{100 * prevalence:.0f} %")
+    else:
+        some = sum(c is not None and c.get("method") == "prior" for c in found)
+        mixed = f" ({some} of {len(found)} models corrected)" if some else ""
+        description = ("uncorrected" + mixed + ": AutoCP's oversampling of CP windows makes 0.5 favour CP; "
+                       "consider --threshold youden on a validation split")
+    return {"corrected": corrected, "models": found, "description": description}

@@ -2,11 +2,15 @@
 
 Files written into the report folder (each atomically):
 
-    metrics.json   everything computed (see `jaxcp.evaluate.evaluate`), NaN written as null
-    infants.csv    id, label, risk, positive_classification (and certain_classification for ensembles)
-    report.md      or report.html: data, models, threshold and how it was chosen, the Table II row
-                   (TP, FP, TN, FN; sensitivity, specificity, accuracy with exact Clopper-Pearson 95%
-                   intervals; AUC with a bootstrap 95% interval), further metrics, figures
+    metrics.json   everything computed (see `jaxcp.clinical.evaluation.evaluate`), NaN written as null
+    infants.csv    id, label, risk, positive_classification (and certain_classification for ensembles),
+                   class (the predicted class's name)
+    report.md      or report.html: a Warnings section first when a model is flagged or the data are too
+                   few, then data, class names, models, the threshold (value, rule, split and infants it was
+                   chosen on, whether the risks are prior-corrected), the Table II row (TP, FP, TN, FN;
+                   sensitivity, specificity, accuracy with exact Clopper-Pearson 95% intervals; AUC with a
+                   bootstrap 95% interval), PPV/NPV/F1/balanced accuracy with intervals, every interval
+                   with its width, each model alone, figures
     roc.png        the subject-level ROC curve with the operating point at the threshold
     scores.png     per-infant risk and per-window P(CP) by outcome, with the threshold
 """
@@ -49,8 +53,17 @@ def number(value, digits: int = 3) -> str:
     )
 
 
+def interval(value, low, high, digits: int = 3) -> str:
+    """"0.800 (0.444-0.975, width 0.53)": a figure with its 95 % interval and the interval's width."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if any(v is None or not math.isfinite(v) for v in (low, high)):
+        return f"{number(value, digits)} (no interval)"
+    return f"{number(value, digits)} ({number(low, digits)}-{number(high, digits)}, width {high - low:.2f})"
+
+
 def _with_ci(m: dict, name: str) -> str:
-    return f"{number(m.get(name))} ({number(m.get(f'{name}_ci_low'))}-{number(m.get(f'{name}_ci_high'))})"
+    return interval(m.get(name), m.get(f"{name}_ci_low"), m.get(f"{name}_ci_high"))
 
 
 TABLE_COLUMNS = (
@@ -63,6 +76,12 @@ TABLE_COLUMNS = (
     "Accuracy (95% CI)",
     "AUC (95% CI)",
 )
+MODEL_COLUMNS = ("model", "AUC (95% CI)", "sensitivity (95% CI)", "specificity (95% CI)", "accuracy (95% CI)")
+FLAG_WORDS = {
+    "constant_risk": "hardly tells infants apart (its risks barely vary)",
+    "chance_auc": "did no better than chance on its validation split",
+    "small_validation": "was selected on a validation split too small to tell a good model from a lucky one",
+}
 
 
 def table_row(subject: dict) -> list[str]:
@@ -71,19 +90,42 @@ def table_row(subject: dict) -> list[str]:
     return counts + [_with_ci(subject, k) for k in ("sensitivity", "specificity", "accuracy", "auc")]
 
 
+def model_row(m: dict) -> list[str]:
+    return [m["model"]] + [_with_ci(m, k) for k in ("auc", "sensitivity", "specificity", "accuracy")]
+
+
+def warning_lines(result: dict) -> list[str]:
+    """The report's Warnings section in words: flagged models first, then the checks on the data."""
+    lines = []
+    for name, flags in (result.get("model_flags") or {}).items():
+        for flag in flags:
+            what = FLAG_WORDS.get(flag.get("code"), "was flagged by its training")
+            message = str(flag.get("message", "")).strip().rstrip(".")
+            lines.append(f"The model {name} {what}: {message}. Treat these figures as unreliable.")
+    for text in result.get("warnings") or []:
+        lines.append(text[0].upper() + text[1:] + ".")
+    return lines
+
+
 def _facts(result: dict) -> list[tuple[str, str]]:
     s = result["subject"]
     models = result["models"]
+    names = result.get("labels") or ["no CP", "CP"]
     kind = "ensemble: median of window probabilities" if len(models) > 1 else "single model"
+    threshold = result["threshold"]
     facts = [
         ("Data", f"{result['data']} (split {result['split']!r}: {result['num_infants']} infants, "
-                 f"{result['num_positive']} with CP, {result['num_windows']} windows)"),
+                 f"{result['num_positive']} {names[1]}, {result['num_infants'] - result['num_positive']} "
+                 f"{names[0]}, {result['num_windows']} windows)"),
+        ("Classes", f"negative {names[0]!r}, positive {names[1]!r}"),
         ("Models", f"{len(models)} ({kind}): " + ", ".join(models)),
-        ("Threshold", result["threshold"]["description"]),
-        ("Other metrics", f"PPV {number(s.get('ppv'))}, NPV {number(s.get('npv'))}, "
-                          f"F1 {number(s.get('f1'))}, "
-                          f"balanced accuracy {number(s.get('balanced_accuracy'))}, window-level AUC "
-                          f"{number(s.get('window_auc'))}"),
+        ("Threshold", f"{threshold['value']:.4g} (rule {threshold['rule']}): {threshold['description']}"),
+        ("Risks", (threshold.get("calibration") or {}).get("description", "calibration unknown")),
+        ("Other metrics", f"PPV {_with_ci(s, 'ppv')}, NPV {_with_ci(s, 'npv')}, F1 {_with_ci(s, 'f1')}, "
+                          f"balanced accuracy {_with_ci(s, 'balanced_accuracy')}"),
+        ("Window-level AUC", f"{number(s.get('window_auc'))}: windows pooled, each infant weighted equally; not "
+                             "an infant-level figure and without an interval (the windows of one infant are "
+                             "not independent); the infant-level AUC above is the one to quote"),
     ]  # fmt: skip
     c = result.get("certainty")
     if c:
@@ -93,8 +135,18 @@ def _facts(result: dict) -> list[tuple[str, str]]:
     return facts
 
 
+INTERVALS = (
+    "Sensitivity, specificity, accuracy, PPV and NPV: exact Clopper-Pearson 95% intervals from the counts; "
+    "AUC, F1 and balanced accuracy: stratified bootstrap 95% intervals ({} resamples of infants). Each "
+    "interval's width is given: a width above 0.4 means the figure is little more than a guess."
+)
+
+
 def markdown(result: dict) -> str:
     lines = [f"# jaxcp evaluation: {result['split']} split", ""]
+    warnings = warning_lines(result)
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- **Warning**: {w}" for w in warnings] + [""]
     lines += [f"- **{k}**: {v}" for k, v in _facts(result)]
     lines += [
         "",
@@ -104,22 +156,13 @@ def markdown(result: dict) -> str:
         "|" + "---|" * len(TABLE_COLUMNS),
         "| " + " | ".join(table_row(result["subject"])) + " |",
         "",
-        "Sensitivity, specificity and accuracy: exact Clopper-Pearson 95% intervals from the counts above; "
-        f"AUC: stratified bootstrap 95% interval ({result['bootstrap']} resamples of infants).",
+        INTERVALS.format(result["bootstrap"]),
         "",
     ]
     if len(result["per_model"]) > 1:
-        lines += [
-            "## Models on their own",
-            "",
-            "| model | AUC | sensitivity | specificity | accuracy |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {m['model']} | {number(m['auc'])} | {number(m['sensitivity'])} | "
-            f"{number(m['specificity'])} | {number(m['accuracy'])} |"
-            for m in result["per_model"]
-        ]
+        lines += ["## Models on their own", "", "| " + " | ".join(MODEL_COLUMNS) + " |",
+                  "|" + "---|" * len(MODEL_COLUMNS)]  # fmt: skip
+        lines += ["| " + " | ".join(model_row(m)) + " |" for m in result["per_model"]]
         lines.append("")
     lines += ["## Figures", "", "![ROC curve](roc.png)", "", "![Scores](scores.png)", ""]
     return "\n".join(lines)
@@ -127,49 +170,55 @@ def markdown(result: dict) -> str:
 
 def html_page(result: dict) -> str:
     esc = html.escape
+    warnings = "".join(f"<li><b>Warning</b>: {esc(w)}</li>" for w in warning_lines(result))
+    warnings = f"<h2>Warnings</h2><ul class='warnings'>{warnings}</ul>" if warnings else ""
     facts = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in _facts(result))
     head = "".join(f"<th>{esc(c)}</th>" for c in TABLE_COLUMNS)
     row = "".join(f"<td>{esc(c)}</td>" for c in table_row(result["subject"]))
     models = ""
     if len(result["per_model"]) > 1:
-        rows = "".join(f"<tr><td>{esc(m['model'])}</td><td>{number(m['auc'])}</td>"
-                       f"<td>{number(m['sensitivity'])}</td><td>{number(m['specificity'])}</td><td>{number(m['accuracy'])}</td></tr>"
+        rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in model_row(m)) + "</tr>"
                        for m in result["per_model"])  # fmt: skip
-        models = (
-            "<h2>Models on their own</h2><table><tr><th>model</th><th>AUC</th><th>sensitivity</th>"
-            f"<th>specificity</th><th>accuracy</th></tr>{rows}</table>"
-        )
+        heads = "".join(f"<th>{esc(c)}</th>" for c in MODEL_COLUMNS)
+        models = f"<h2>Models on their own</h2><table><tr>{heads}</tr>{rows}</table>"
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>jaxcp evaluation</title>"
         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:0.3em 0.6em}</style></head><body>"
-        f"<h1>jaxcp evaluation: {esc(result['split'])} split</h1><ul>{facts}</ul>"
+        "td,th{border:1px solid #999;padding:0.3em 0.6em}.warnings{color:#a00}</style></head><body>"
+        f"<h1>jaxcp evaluation: {esc(result['split'])} split</h1>{warnings}<ul>{facts}</ul>"
         f"<h2>Subject-level classification (Table II)</h2><table><tr>{head}</tr><tr>{row}</tr></table>"
-        "<p>Sensitivity, specificity and accuracy: exact Clopper-Pearson 95% intervals from the counts; AUC: "
-        f"stratified bootstrap 95% interval ({result['bootstrap']} resamples of infants).</p>{models}"
+        f"<p>{esc(INTERVALS.format(result['bootstrap']))}</p>{models}"
         "<h2>Figures</h2><img src='roc.png' alt='ROC curve'><img src='scores.png' alt='Scores'>"
         "</body></html>\n"
     )
 
 
 def infants_csv(result: dict) -> str:
-    """One row per infant: id, label, then MovementOutcome's result columns."""
+    """One row per infant: id, label, then MovementOutcome's result columns, then the predicted class name."""
     ensemble = result.get("certainty") is not None
     header = "id,label,risk,prediction_threshold,positive_classification"
-    rows = [header + (",certain_classification" if ensemble else "")]
+    rows = [header + (",certain_classification" if ensemble else "") + ",class"]
     threshold = result["threshold"]["value"]
+    names = result.get("labels") or ["no CP", "CP"]
     for infant in result["infants"]:
         row = f"{infant['id']},{infant['label']},{infant['risk']!r},{threshold!r},{infant['positive']}"
-        rows.append(row + (f",{infant['certain']}" if ensemble else ""))
+        row += f",{infant['certain']}" if ensemble else ""
+        rows.append(row + "," + csv_cell(infant.get("class", names[int(infant["positive"])])))
     return "\n".join(rows) + "\n"
 
 
-def plot_roc(path: Path, labels, scores, threshold: float, auc: float) -> None:
+def csv_cell(text: str) -> str:
+    """A CSV field: quoted when it holds a comma, a quote or a line break."""
+    text = str(text)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
+
+
+def plot_roc(path: Path, labels, scores, threshold: float, subject: dict) -> None:
     plt = pyplot()
     fpr, tpr = roc_points(labels, scores)
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores)
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    ax.plot(fpr, tpr, drawstyle="default", color="C0", label=f"AUC {number(auc)}")
+    ax.plot(fpr, tpr, drawstyle="default", color="C0", label=f"AUC {_with_ci(subject, 'auc')}")
     ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1)
     op_tpr = (scores[labels] >= threshold).mean() if labels.any() else np.nan
     op_fpr = (scores[~labels] >= threshold).mean() if (~labels).any() else np.nan
@@ -179,34 +228,36 @@ def plot_roc(path: Path, labels, scores, threshold: float, auc: float) -> None:
         ylabel="sensitivity",
         xlim=(-0.02, 1.02),
         ylim=(-0.02, 1.02),
-        title="Subject-level ROC",
+        title=f"Subject-level ROC ({labels.sum()} + {(~labels).sum()} infants)",
     )
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7)
     save_png(fig, path)
 
 
-def plot_scores(path: Path, labels, risk, window_probs, window_labels, threshold: float) -> None:
+def plot_scores(path: Path, labels, risk, window_probs, window_labels, threshold: float,
+                names: tuple[str, str] = ("no CP", "CP")) -> None:
+    """Per-infant risks and window probabilities by class; `names`: (negative, positive) class names."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     rng = np.random.default_rng(0)
     labels, risk = np.asarray(labels), np.asarray(risk)
-    for cls, name in ((0, "no CP"), (1, "CP")):
+    for cls, name in enumerate(names):
         values = risk[labels == cls]
         axes[0].scatter(values, cls + rng.uniform(-0.15, 0.15, values.size), s=18, alpha=0.8, label=name)
     axes[0].set(
         yticks=[0, 1],
-        yticklabels=["no CP", "CP"],
-        xlabel="risk (median window P(CP))",
+        yticklabels=list(names),
+        xlabel=f"risk (median window P({names[1]}))",
         xlim=(-0.02, 1.02),
         title="Infants",
     )
     bins = np.linspace(0, 1, 26)
     window_labels = np.asarray(window_labels)
-    for cls, name in ((0, "no CP"), (1, "CP")):
+    for cls, name in enumerate(names):
         axes[1].hist(
             np.asarray(window_probs)[window_labels == cls], bins=bins, alpha=0.6, density=True, label=name
         )
-    axes[1].set(xlabel="window P(CP)", ylabel="density", title="Windows")
+    axes[1].set(xlabel=f"window P({names[1]})", ylabel="density", title="Windows (not infant-level)")
     for ax in axes:
         ax.axvline(threshold, color="C3", linestyle="--", linewidth=1)
     axes[1].legend()
@@ -226,7 +277,7 @@ def write_report(out_dir: str | Path, result: dict, arrays: dict, fmt: str = "md
         name: out_dir / name
         for name in ("metrics.json", "infants.csv", f"report.{fmt}", "roc.png", "scores.png")
     }
-    plot_roc(paths["roc.png"], arrays["labels"], arrays["risk"], threshold, result["subject"]["auc"])
+    plot_roc(paths["roc.png"], arrays["labels"], arrays["risk"], threshold, result["subject"])
     plot_scores(
         paths["scores.png"],
         arrays["labels"],
@@ -234,6 +285,7 @@ def write_report(out_dir: str | Path, result: dict, arrays: dict, fmt: str = "md
         arrays["window_probs"],
         arrays["window_labels"],
         threshold,
+        tuple(result.get("labels") or ("no CP", "CP")),
     )
     atomic.write_text(paths["infants.csv"], infants_csv(result))
     atomic.write_text(paths[f"report.{fmt}"], markdown(result) if fmt == "md" else html_page(result))
