@@ -152,7 +152,7 @@ def constant_risk_warning(risk: np.ndarray, tolerance: float = RISK_SPREAD_TOLER
         return None
     return (f"the risks of all {risk.size} infants lie within {risk.min():.4f}-{risk.max():.4f} (spread below "
             f"{tolerance:g}): the models hardly tell these infants apart, so the AUC and the classifications "
-            f"say little about them")  # fmt: skip
+            f"say little about them (and their bootstrap intervals are narrow only because the risks tie)")  # fmt: skip
 
 
 def proportion_intervals(subject: dict, alpha: float = 0.05) -> dict:

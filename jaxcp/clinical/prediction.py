@@ -174,7 +174,7 @@ def plot_contributions(path: Path, item: Prepared, values: np.ndarray, layout: L
     cmap = ListedColormap(contribution_colors(np.linspace(0, 1, 256)))
     points = ax.scatter(pose[:, 0], pose[:, 1], c=np.clip(values, 0, 1), cmap=cmap, vmin=0, vmax=1,
                         s=60 + 140 * np.clip(values, 0, 1), zorder=2, edgecolors="k")  # fmt: skip
-    fig.colorbar(points, ax=ax, shrink=0.7, label=f"contribution to a {positive} prediction")
+    fig.colorbar(points, ax=ax, shrink=0.7, label=f"contribution to a '{positive}' prediction")
     if head_up_inverts(pose, layout):
         ax.invert_yaxis()
     parts = ", ".join(f"{name} {np.mean(values[list(members)]):.2f}" for name, members in layout.parts)

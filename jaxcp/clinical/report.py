@@ -119,13 +119,13 @@ def _facts(result: dict) -> list[tuple[str, str]]:
                  f"{names[0]}, {result['num_windows']} windows)"),
         ("Classes", f"negative {names[0]!r}, positive {names[1]!r}"),
         ("Models", f"{len(models)} ({kind}): " + ", ".join(models)),
-        ("Threshold", f"{threshold['value']:.4g} (rule {threshold['rule']}): {threshold['description']}"),
+        ("Threshold", f"{threshold['description']} (rule {threshold['rule']})"),
         ("Risks", (threshold.get("calibration") or {}).get("description", "calibration unknown")),
         ("Other metrics", f"PPV {_with_ci(s, 'ppv')}, NPV {_with_ci(s, 'npv')}, F1 {_with_ci(s, 'f1')}, "
                           f"balanced accuracy {_with_ci(s, 'balanced_accuracy')}"),
         ("Window-level AUC", f"{number(s.get('window_auc'))}: windows pooled, each infant weighted equally; not "
                              "an infant-level figure and without an interval (the windows of one infant are "
-                             "not independent); the infant-level AUC above is the one to quote"),
+                             "not independent); the infant-level AUC in the table is the one to quote"),
     ]  # fmt: skip
     c = result.get("certainty")
     if c:
