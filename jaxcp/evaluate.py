@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--bootstrap {args.bootstrap}: must be at least 1")
         if args.labels is not None:
             parse_class_names(args.labels)
+        if rule.kind != "fixed" and args.val_split == args.split:
+            raise InputError(f"--val-split {args.val_split}: the threshold would be chosen on the evaluated "
+                             "infants themselves; choose it on another split (e.g. val)")
         data_dir = Path(args.data)
         out_dir = check_out_folder(args.out or f"evaluation_{args.split}")
         enable_compilation_cache()

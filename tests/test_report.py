@@ -25,6 +25,7 @@ from jaxcp.clinical import evaluation, inference, prediction, report
 from jaxcp.clinical.metrics import clopper_pearson
 from jaxcp.clinical.predictor import Predictor
 from jaxcp.data.dataset import data_settings, load_dataset
+from jaxcp.data.splits import size_warning
 from jaxcp.model.checkpoint import save_model
 
 CONSTANT_P = 1 / (1 + math.exp(-0.5))  # softmax of logits (0, 0.5)
@@ -71,6 +72,8 @@ def test_evaluate_warns_in_words_and_gives_every_interval_with_its_width(evaluat
     spread = f"the risks of all {n} infants lie within {CONSTANT_P:.4f}-{CONSTANT_P:.4f}"
     assert any(w.startswith(spread) for w in result["warnings"]) and f"warning: {spread}" in stderr
     assert spread[0].upper() + spread[1:] in text
+    expected = size_warning("the evaluated split 'test'", num_cp, n - num_cp)
+    assert expected is None or (expected in result["warnings"] and f"warning: {expected}" in stderr)
     # every infant is positive at 0.5: tp = CP infants, fp = the others
     s = result["subject"]
     assert (s["tp"], s["fp"], s["tn"], s["fn"]) == (num_cp, n - num_cp, 0, 0)
@@ -95,21 +98,27 @@ def test_evaluate_warns_in_words_and_gives_every_interval_with_its_width(evaluat
     assert f"sensitivity 1.000 ({low:.3f}-{high:.3f}, width" in stdout and "AUC 0.500 (0.500-0.500" in stdout
 
 
-def test_a_threshold_chosen_on_a_small_validation_split_says_so(evaluated, capsys, tmp_path):
+def test_a_threshold_chosen_on_a_small_split_says_so_and_never_on_the_evaluated_one(evaluated, capsys,
+                                                                                    tmp_path):
     _, argv = evaluated
     argv = [*argv[:-4], "--out", tmp_path, "--threshold", "youden", "--format", "html", "--bootstrap", 20,
             "--labels", "TD, atypical"]  # fmt: skip
-    code, _, stderr = run_main(evaluate.main, argv, capsys)
+    code, _, err = run_main(evaluate.main, [*argv, "--val-split", "test"], capsys)
+    assert_one_line_error(code, err, "--val-split test", "evaluated infants themselves")
+    # evaluate 'val' with the threshold chosen on the small 'test' split
+    code, _, stderr = run_main(evaluate.main, [*argv, "--split", "val", "--val-split", "test"], capsys)
     assert code == 0, stderr
     result = json.loads((tmp_path / "metrics.json").read_text())
-    val = load_dataset(cohort(), "val")
+    small = load_dataset(cohort(), "test")
+    num_cp = int(small.labels.sum())
     threshold = result["threshold"]
-    assert threshold["value"] == pytest.approx(CONSTANT_P) and threshold["chosen_on"] == "val"
-    assert threshold["chosen_on_infants"] == val.num_infants
-    assert threshold["chosen_on_positive"] == int(val.labels.sum())
+    assert threshold["value"] == pytest.approx(CONSTANT_P) and threshold["chosen_on"] == "test"
+    assert (threshold["chosen_on_infants"], threshold["chosen_on_positive"]) == (small.num_infants, num_cp)
+    expected = size_warning("the threshold's split 'test'", num_cp, small.num_infants - num_cp)
+    assert expected is not None and expected in result["warnings"] and f"warning: {expected}" in stderr
     assert result["labels"] == ["TD", "atypical"]
     page = (tmp_path / "report.html").read_text()
-    assert f"chosen on the &#x27;val&#x27; split ({val.num_infants} infants" in page
+    assert f"chosen on the &#x27;test&#x27; split ({small.num_infants} infants, {num_cp} with CP)" in page
     assert "&#x27;TD&#x27;" in page and "class='warnings'" in page
     assert [r["class"] for r in csv.DictReader((tmp_path / "infants.csv").open())][0] == "atypical"
 
