@@ -9,6 +9,7 @@ form an ensemble: the median of the window probabilities across models (Movement
 risk is the median of its window probabilities, positive iff risk >= threshold. The threshold is 0.5,
 a number, or chosen on the validation split (`--val-split`) from the same models' risks: `youden`
 maximises sensitivity + specificity, `sensitivity:S` is the highest threshold with sensitivity >= S.
+Never on the evaluated split itself.
 The report (`jaxcp.clinical.report`) states which, and whether the models' risks are corrected for the
 training's window oversampling. Every figure comes with its 95 % interval; flagged models, a split with too
 few infants of a class and risks that hardly vary are warned about on stderr, in metrics.json and in the

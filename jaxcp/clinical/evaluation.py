@@ -38,6 +38,11 @@ class ThresholdRule:
     kind: str
     value: float = 0.5
 
+    @property
+    def name(self) -> str:
+        """As on the command line: "fixed", "youden" or "sensitivity:S"."""
+        return f"sensitivity:{self.value:g}" if self.kind == "sensitivity" else self.kind
+
     @classmethod
     def parse(cls, text: str) -> ThresholdRule:
         text = text.strip().lower()
@@ -114,7 +119,7 @@ class ThresholdChoice:
 
 def select_threshold(rule: ThresholdRule, predictors, data_dir: Path, val_split: str) -> ThresholdChoice:
     """The threshold of `rule`: fixed, or chosen on `val_split` from the same models' risks."""
-    name = rule.kind if rule.kind != "sensitivity" else f"sensitivity:{rule.value:g}"
+    name = rule.name
     if rule.kind == "fixed":
         default = " (default)" if rule.value == 0.5 else ""
         return ThresholdChoice(rule.value, f"{rule.value:g}{default}, fixed before looking at the data", name)
@@ -219,8 +224,7 @@ def evaluate(
     as described; class_names: default the models' (`inference.class_names`).
     """
     if choice is None:
-        choice = ThresholdChoice(threshold, description, rule.kind if rule.kind != "sensitivity" else
-                                 f"sensitivity:{rule.value:g}", None if rule.kind == "fixed" else val_split)
+        choice = ThresholdChoice(threshold, description, rule.name, None if rule.kind == "fixed" else val_split)
     names = class_names or inference.class_names(predictors)
     dataset, output = predict_split(predictors, data_dir, split)
     labels = dataset.labels
