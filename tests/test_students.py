@@ -32,14 +32,16 @@ def _metrics(auc: float) -> dict:
     return {"auc": auc, "accuracy": 0.5}
 
 
-def test_tracker_best_epoch_is_the_first_strictly_highest():
-    tracker = students._Tracker(1, students.TrainConfig(early_stop=False))
+def test_tracker_with_select_auc_keeps_the_highest_auc_and_the_later_of_ties():
+    """AutoCP's rule (select="auc"), except that an equal AUC (no loss recorded: equal losses) goes to the
+    later epoch; AutoCP kept the first epoch with the strictly highest AUC (epoch 2 here)."""
+    tracker = students._Tracker(1, students.TrainConfig(early_stop=False, select="auc"))
     for epoch, auc in enumerate([0.6, 0.8, 0.8, 0.7]):
         tracker.record_loss(epoch, np.array([0.5]))
         improved = tracker.record_eval(epoch, [_metrics(auc)])
-        assert improved[0] == (epoch in (0, 1))
+        assert improved[0] == (epoch in (0, 1, 2))
     [result] = tracker.results(compile_s=0, train_s=0, eval_s=0, states=None)
-    assert (result.reward, result.best_epoch, result.status) == (0.8, 2, "ok")
+    assert (result.reward, result.best_epoch, result.status) == (0.8, 3, "ok")
     assert [h["val_auc"] for h in result.history] == [0.6, 0.8, 0.8, 0.7]
 
 
