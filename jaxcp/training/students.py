@@ -431,11 +431,13 @@ class _Tracker:
                 continue
             auc = float(result["auc"])
             loss = math.nan if result.get("loss") is None else float(result["loss"])
-            self.history[i][-1].update(val_auc=auc, val_accuracy=result.get("accuracy"), val_loss=loss)
+            self.history[i][-1].update(val_auc=auc, val_accuracy=result.get("accuracy"),
+                                      val_loss=None if math.isnan(loss) else loss)
             if math.isfinite(auc):
                 self.max_auc[i] = max(self.max_auc[i], auc)
             if self._keeps(i, epoch, auc, loss):
-                self.best_auc[i], self.best_loss[i], self.best_epoch[i] = auc, loss, epoch + 1
+                self.best_auc[i], self.best_epoch[i] = auc, epoch + 1
+                self.best_loss[i] = math.inf if math.isnan(loss) else loss
                 self.best_metrics[i] = result
                 improved[i] = True
         return improved
