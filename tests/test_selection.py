@@ -9,15 +9,18 @@ import math
 
 import numpy as np
 import pytest
-from train_fixtures import TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, cohort
+from train_fixtures import TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, TINY_OVERRIDES, cohort
 
+from jaxcp import train
 from jaxcp.clinical import metrics, predictor
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import load_dataset
+from jaxcp.data.splits import size_warning
 from jaxcp.data.windows import balanced_window_plan, make_eval_windows, train_window_plan
 from jaxcp.model import checkpoint
 from jaxcp.training import run as training_run
 from jaxcp.training import students
+from jaxcp.training.archfile import arch_file_text
 
 
 def track(config: students.TrainConfig, evaluations: list[tuple[float, float]]) -> students._Tracker:
@@ -130,14 +133,18 @@ def test_make_train_data_uses_the_sampling_setting():
     assert not np.array_equal(plan.infant, students.make_train_data(train_set, TINY_CONFIG).plan.infant)
 
 
-def test_a_training_run_records_flags_calibration_and_labels(tmp_path):
-    """Two seeds, two epochs (select: last): every saved model's meta.json and summary.json say how it is
-    calibrated and flagged, and its Predictor reproduces the (calibrated) validation loss and AUC."""
+def test_a_training_run_records_flags_calibration_and_labels(tmp_path, capsys):
+    """`jaxcp train`, two seeds, two epochs (select: last): every saved model's meta.json and summary.json
+    say how it is calibrated and flagged, its Predictor reproduces the (calibrated) validation loss and
+    AUC, and the flags and small splits are warnings on stderr."""
     data_dir = cohort()
-    config = dataclasses.replace(TINY_CONFIG, labels=("typical", "CP"))
-    request = training_run.RunRequest(TINY_ARCH, TINY_HPARAMS, config, (0, 1), str(data_dir))
-    warnings: list[str] = []
-    summary = training_run.train_run(request, tmp_path / "run", log=lambda _: None, warn=warnings.append)
+    (tmp_path / "arch.yaml").write_text(arch_file_text(TINY_ARCH, TINY_HPARAMS))
+    sets = [x for item in [*TINY_OVERRIDES, "labels=[typical, CP]"] for x in ("--set", item)]
+    argv = ["--arch", tmp_path / "arch.yaml", "--data", data_dir, "--out", tmp_path / "run", "--epochs", 2,
+            "--seeds", 2, "--seed", 0, "--space", "none", "--quiet", *sets]
+    assert train.main([str(a) for a in argv]) == 0
+    err = capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     train_labels = load_dataset(data_dir, "train").labels
     n_pos, n = int(train_labels.sum()), train_labels.size
     w_pos, w_neg = 8 * n_pos, 3 * (n - n_pos)  # parts_positive 8, parts_negative 3
@@ -146,7 +153,12 @@ def test_a_training_run_records_flags_calibration_and_labels(tmp_path):
     assert calibration["logit_shift"] == pytest.approx(-math.log(8 / 3))
     assert summary["calibration"] == pytest.approx(calibration) and summary["select"] == "last"
     val_set = load_dataset(data_dir, "val")
-    windows = make_eval_windows(val_set, config.window, config.hop)
+    windows = make_eval_windows(val_set, TINY_CONFIG.window, TINY_CONFIG.hop)
+    expected_warnings = []
+    for split, data in (("train", train_labels), ("val", val_set.labels)):
+        what = f"the {'training' if split == 'train' else 'validation'} split {split!r}"
+        line = size_warning(what, int(data.sum()), int((data == 0).sum()))
+        expected_warnings += [f"warning: {line}"] if line else []
     for k, seed in enumerate(summary["seeds"]):
         meta = checkpoint.read_meta(tmp_path / "run" / f"seed_{k}")
         assert meta["best_epoch"] == seed["best_epoch"] == 2  # the last validated epoch
@@ -154,10 +166,11 @@ def test_a_training_run_records_flags_calibration_and_labels(tmp_path):
         assert meta["logit_shift"] == pytest.approx(calibration["logit_shift"])
         assert meta["flags"] == seed["flags"] == metrics.model_flags(
             meta["metrics"], int(val_set.labels.sum()), int((val_set.labels == 0).sum()))
+        expected_warnings += [f"warning: seed {seed['seed']}: {f['message']}" for f in seed["flags"]]
         model = predictor.load_checkpoint(tmp_path / "run" / f"seed_{k}")
         probs, _ = model(windows.windows)
         again = metrics.evaluate_windows(probs, windows.owner, val_set.labels)
         assert again["loss"] == pytest.approx(meta["metrics"]["loss"], rel=1e-4)
         assert again["auc"] == pytest.approx(meta["metrics"]["auc"])
-    assert len(warnings) == sum(1 for s in ("train", "val") if min(
-        np.bincount(load_dataset(data_dir, s).labels, minlength=2)) < 5)
+    assert any(w.startswith("warning: seed ") for w in expected_warnings)  # 2 epochs: near-constant risks
+    assert [line for line in err.splitlines() if line.startswith("warning:")] == expected_warnings
