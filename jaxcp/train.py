@@ -10,11 +10,17 @@ skips that check). The run folder OUT holds:
 
     run.json       what was asked: arch, hparams, seeds, training settings, data folder and sizes
     arch.yaml      the architecture file; config.yaml: the resolved training settings
-    seed_<k>/      the best-validation model of seed k (`jaxcp.model.checkpoint`), replaced when validation
-                   improves; what `evaluate`, `predict` and `export` read (`--checkpoint OUT` = all seeds)
+    seed_<k>/      the kept model of seed k (`jaxcp.model.checkpoint`), replaced when the kept evaluation
+                   changes (setting `select`: last | auc | loss); meta.json holds its validation metrics,
+                   `flags`, `calibration` and `labels`; what `evaluate`, `predict` and `export` read
+                   (`--checkpoint OUT` = all seeds)
     progress/      the training state after the latest epoch (Orbax: stacked TrainState and PRNG keys, plus
                    epoch, tracker and timings), replaced atomically every `--save-every` epochs
-    summary.json   written last: per seed status, best epoch, validation metrics and history
+    summary.json   written last: per seed status, kept epoch, flags, validation metrics and history
+
+Warnings on stderr: `warning: <...>` at the start for a training or validation split with fewer than 5
+infants of a class, and at the end `warning: seed <seed>: <...>` for every flag of a kept model (risks that
+hardly vary, a validation AUC at chance, a small validation split).
 
 Run the same command again after a kill and it continues from `progress/` (with the same settings); the
 result is the same as that of an uninterrupted run. A finished run is not trained again.
@@ -53,11 +59,11 @@ class EpochProgress:
         done, since = report.epoch - self.first_done[0], now - self.first_done[1]
         per_epoch = since / done if done else now - self.start
         eta = per_epoch * (self.total - report.epoch)
-        best = [s["best_auc"] for s in report.summaries]
+        best = [s["best_auc"] for s in report.summaries]  # the kept evaluation's AUC (setting `select`)
         text = (
             f"epoch {report.epoch:>{len(str(self.total))}}/{self.total}  loss {np.mean(report.losses):.4f}"
             + (f"  val AUC {_join(report.val_auc)}" if report.evaluated else "")
-            + f"  best {_join(best)}  {per_epoch:.1f} s/epoch  ETA {_duration(eta)}"
+            + f"  kept {_join(best)}  {per_epoch:.1f} s/epoch  ETA {_duration(eta)}"
         )
         self.log.update(report.epoch, text, notable=report.evaluated or report.epoch == self.total)
 
@@ -79,7 +85,7 @@ def _duration(seconds: float) -> str:
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{'seed':>6} {'status':<14} {'best epoch':>10} {'val AUC':>8} {'val acc':>8}  checkpoint"]
+    lines = [f"{'seed':>6} {'status':<14} {'kept epoch':>10} {'val AUC':>8} {'val acc':>8}  checkpoint"]
     for s in summary["seeds"]:
         m = s["metrics"] or {}
         auc, acc = m.get("auc"), m.get("accuracy")
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_compilation_cache()
         progress = EpochProgress(config.epochs, quiet=args.quiet)
         summary = train_run(request, Path(args.out), restart=args.restart, save_every=args.save_every,
-                            on_epoch=progress.update)
+                            warn=warn, on_epoch=progress.update)
     except InputError as error:
         exit_with(error)
     except KeyboardInterrupt:
@@ -165,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         if progress is not None:
             progress.close()
     print(format_summary(summary))
+    for seed in summary["seeds"]:
+        for flag in seed.get("flags") or []:
+            warn(f"seed {seed['seed']}: {flag['message']}")
     return 0
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 
 import jax
@@ -85,6 +86,42 @@ def test_exported_file_matches_the_model(saved, tmp_path):
     for a, b in zip(exported(x), reference(x), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert exported.spec == reference.spec == TINY_CONFIG.model_spec(TINY_ARCH, LAYOUT, DATA)
+
+
+def test_a_calibrated_model_shifts_its_probabilities_after_restoring_and_exporting(trained, saved, tmp_path):
+    """A model saved with logit_shift gives sigmoid(logit(raw) + shift), bit-identical to the in-memory model;
+    its export carries the shift, the calibration, the labels and the flags; older checkpoints mean 0."""
+    _, state = trained
+    shift = -math.log(6)
+    spec = TINY_CONFIG.model_spec(TINY_ARCH, LAYOUT, DATA, logit_shift=shift)
+    calibration = {"method": "prior", "logit_shift": shift, "train_prevalence": 0.5, "sampled_prevalence": 6 / 7}
+    flags = [{"code": "chance_auc", "message": "its validation AUC ..."}]
+    path = checkpoint.save_model(tmp_path / "calibrated", state.variables, spec, extra={
+        "calibration": calibration, "labels": ["no CP", "CP"], "flags": flags})
+    x = windows()
+    raw, _ = predictor.load_checkpoint(saved)(x)  # the same weights without a shift
+    restored = checkpoint.restore_model(path)
+    assert restored.spec == spec and restored.meta["logit_shift"] == shift
+    calibrated, contributions = predictor.checkpoint_predictor(restored)(x)
+    logits = np.log(raw.astype(np.float64)) - np.log1p(-raw.astype(np.float64)) + shift
+    np.testing.assert_allclose(calibrated, 1 / (1 + np.exp(-logits)), rtol=1e-6)
+    assert calibrated.dtype == np.float32 and (calibrated < raw).all()
+    in_memory = predictor.checkpoint_predictor(checkpoint.RestoredModel(spec, state.variables, {}, {}, path))
+    np.testing.assert_array_equal(in_memory(x)[0], calibrated)
+    exported = export.load_exported(export.write_export(restored, tmp_path / "m.jaxcp", platforms=("cpu",)))
+    assert exported.spec == spec
+    assert (exported.meta["calibration"], exported.meta["labels"], exported.meta["flags"]) == (
+        calibration, ["no CP", "CP"], flags)
+    np.testing.assert_allclose(exported(x)[0], calibrated, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(exported(x)[1], contributions, rtol=1e-5, atol=1e-6)
+    meta = json.loads((path / "meta.json").read_text())
+    del meta["logit_shift"]  # a checkpoint from before calibration
+    (path / "meta.json").write_text(json.dumps(meta))
+    assert checkpoint.restore_model(path).spec.logit_shift == 0.0
+    meta["logit_shift"] = "much"
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="meta.json"):
+        checkpoint.restore_model(path)
 
 
 def test_contributions_by_hand():

@@ -207,3 +207,78 @@ def test_evaluate_windows_chain():
     filled = np.nan_to_num(probs, nan=0.5)
     assert out["window_auc"] == pytest.approx(
         brute_auc(labels[owner], filled, 1.0 / (np.bincount(owner)[owner] * 4)))
+
+
+def test_evaluate_windows_quality_keys_by_hand():
+    """loss: mean over infants of the mean over its windows of -log p(true class) (NaN counts as 0.5)."""
+    owner = np.array([0, 0, 1, 1, 1, 2, 3, 3])
+    probs = np.array([0.8, 0.6, 0.2, 0.4, 0.3, 0.55, 0.1, np.nan])
+    labels = np.array([1, 0, 1, 0])
+    out = metrics.evaluate_windows(probs, owner, labels)
+    per_infant = [
+        -(math.log(0.8) + math.log(0.6)) / 2,
+        -(math.log(1 - 0.2) + math.log(1 - 0.4) + math.log(1 - 0.3)) / 3,
+        -math.log(0.55),
+        -(math.log(1 - 0.1) + math.log(0.5)) / 2,
+    ]
+    assert out["loss"] == pytest.approx(np.mean(per_infant), rel=1e-12)
+    # risks 0.7, 0.3, 0.55, 0.5
+    assert (out["risk_spread"], out["risk_min"], out["risk_max"]) == pytest.approx((0.4, 0.3, 0.7))
+    expected_p = stats.mannwhitneyu([0.7, 0.55], [0.3, 0.5], alternative="greater").pvalue
+    assert out["auc_p_value"] == pytest.approx(expected_p) and expected_p == pytest.approx(1 / 6)  # exact: 1 of 6
+    assert metrics.subject_loss([0.0, 1.0], [0, 1], [1, 0]) == pytest.approx(-math.log(1e-7))  # clipped
+
+
+def test_auc_p_value_one_class_and_ties():
+    assert math.isnan(metrics.auc_p_value([1, 1, 1], [0.2, 0.5, 0.9]))
+    assert metrics.auc_p_value([1, 0, 1, 0], [0.6, 0.6, 0.6, 0.6]) == 1.0
+    labels, scores = [1] * 5 + [0] * 5, [0.9, 0.8, 0.7, 0.65, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    assert metrics.auc_p_value(labels, scores) == pytest.approx(1 / math.comb(10, 5))  # perfect separation
+
+
+def _codes(flags):
+    return [f["code"] for f in flags]
+
+
+def test_a_constant_model_is_flagged():
+    """All window probabilities equal: the risks do not vary, the AUC is 0.5, and 3 + 2 infants are few."""
+    owner = np.repeat(np.arange(5), 3)
+    out = metrics.evaluate_windows(np.full(15, 0.6222), owner, np.array([1, 1, 1, 0, 0]))
+    flags = metrics.model_flags(out, 3, 2)
+    assert _codes(flags) == ["constant_risk", "chance_auc", "small_validation"]
+    assert "5 validation infants span only 0.0000 (0.6222-0.6222)" in flags[0]["message"]
+    assert "AUC of 0.500 on 3 CP and 2 non-CP infants" in flags[1]["message"]
+    assert "3 CP and 2 non-CP infants" in flags[2]["message"]
+    assert all(isinstance(f["message"], str) and "\n" not in f["message"] for f in flags)
+
+
+def test_model_flags_of_a_good_model_and_of_json_metrics():
+    labels, scores = np.array([1] * 5 + [0] * 5), np.linspace(0.9, 0.1, 10)
+    out = metrics.evaluate_windows(scores, np.arange(10), labels)
+    assert metrics.model_flags(out, 5, 5) == []
+    # a perfect AUC on 3 + 3 infants has p = 1/20 = 0.05: not below alpha, so still at chance
+    few = metrics.evaluate_windows(scores[[0, 1, 2, 7, 8, 9]], np.arange(6), np.array([1, 1, 1, 0, 0, 0]))
+    assert few["auc"] == 1.0 and _codes(metrics.model_flags(few, 3, 3)) == ["chance_auc", "small_validation"]
+    # metrics read back from JSON carry None for NaN: an undefined AUC is at chance
+    assert _codes(metrics.model_flags({"auc": None, "risk_spread": 0.3}, 5, 0)) == ["chance_auc", "small_validation"]
+    assert metrics.model_flags({}, 6, 6) == [{"code": "chance_auc", "message": (
+        "its validation AUC is undefined: the validation infants are all of one class")}]
+
+
+def test_prior_logit_shift_by_hand():
+    # AutoCP's 30/5 on a balanced cohort of 10 + 10 infants: 300 CP and 50 non-CP windows per epoch
+    assert metrics.prior_logit_shift(10, 10, 300, 50) == pytest.approx(-math.log(6))
+    assert metrics.prior_logit_shift(3, 12, 75, 72) == pytest.approx(math.log(3 / 12) - math.log(75 / 72))
+    assert metrics.prior_logit_shift(0, 12, 0, 72) == 0.0
+
+
+def test_apply_logit_shift_by_hand():
+    # logit(0.6) - log 6 = log(1.5 / 6) = log(1/4): sigmoid = (1/4) / (1 + 1/4) = 0.2; p = 0.5 -> 1/7
+    shifted = metrics.apply_logit_shift(np.array([0.6, 0.5, 1.0, np.nan], np.float32), -math.log(6))
+    assert shifted.dtype == np.float32
+    np.testing.assert_allclose(shifted[:2], [0.2, 1 / 7], rtol=1e-6)
+    assert shifted[2] == pytest.approx(1 / (1 + 6 * 1e-7 / (1 - 1e-7)), rel=1e-6) and np.isnan(shifted[3])
+    probs = np.array([0.3, 0.7])
+    assert metrics.apply_logit_shift(probs, 0.0) is probs
+    back = metrics.apply_logit_shift(metrics.apply_logit_shift(probs, 1.3), -1.3)
+    np.testing.assert_allclose(back, probs, rtol=1e-12)

@@ -11,7 +11,9 @@ import pytest
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import make_dataset
 from jaxcp.data.windows import (
+    SAMPLINGS,
     TrainPlan,
+    balanced_window_plan,
     cut_windows,
     eval_window_index,
     eval_window_starts,
@@ -191,3 +193,25 @@ def test_sample_train_windows_compiles_once_per_shape():
     for seed in range(3):
         jax.block_until_ready(counted(jax.random.key(seed), data.coords, plan, window=6))
     assert len(traces) == 1
+
+
+def test_balanced_window_plan_class_totals():
+    """3 CP + 12 non-CP infants at 30/5: M = 150 windows; 75 per class -> 25 per CP infant and
+    round(6.25) = 6 per non-CP infant (72 in all)."""
+    labels = np.array([1, 1, 1] + [0] * 12)
+    plan = balanced_window_plan(labels, parts_positive=30, parts_negative=5)
+    counts = np.bincount(plan.infant, minlength=labels.size)
+    np.testing.assert_array_equal(counts, [25] * 3 + [6] * 12)
+    assert counts[labels == 1].sum() == 75 and counts[labels == 0].sum() == 72
+    np.testing.assert_array_equal(plan.num_parts, counts[plan.infant])
+    np.testing.assert_array_equal(plan.part[:25], np.arange(25))  # parts count 0..P-1 per infant
+    # a balanced cohort: 10 + 10 at 30/5 -> M = 350, 17.5 -> 18 per infant of either class
+    even = balanced_window_plan(np.array([1, 0] * 10), 30, 5)
+    assert set(np.bincount(even.infant).tolist()) == {18}
+    # one class only: all M windows to it; a tiny share is at least one window
+    np.testing.assert_array_equal(np.bincount(balanced_window_plan(np.zeros(4, int), 30, 5).infant), [5] * 4)
+    rare = balanced_window_plan(np.array([1] + [0] * 100), parts_positive=1, parts_negative=1)
+    assert np.bincount(rare.infant)[0] == 51 and set(np.bincount(rare.infant)[1:].tolist()) == {1}
+    assert SAMPLINGS == {"autocp": train_window_plan, "balanced": balanced_window_plan}
+    with pytest.raises(InputError, match="parts per infant"):
+        balanced_window_plan(labels, parts_positive=0)

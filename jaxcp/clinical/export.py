@@ -4,7 +4,9 @@ The file (suffix `.jaxcp` by convention) is a zip archive with two members and n
 
     meta.json          format "jaxcp-export-1", the layout (joints, edges, parents, parts), feature and
                        preprocessing settings, window and hop, arch and hparams (for the record),
-                       validation metrics, input and output description
+                       validation metrics, calibration (`logit_shift`, applied by the Predictor to
+                       the exported function's raw P(CP)), class labels and flags, input and output
+                       description
     forward.jaxexport  the inference function serialized with `jax.export` (StableHLO, weights baked in
                        as constants): float32 windows (b, W, V, 2) of preprocessed coordinates, with a
                        symbolic batch size b -> (P(CP) (b,), body-part contributions (b, V))
@@ -55,6 +57,8 @@ def export_meta(restored: RestoredModel, platforms: tuple[str, ...]) -> dict:
         "arch": to_dict(spec.arch), "hparams": restored.hparams,
         "layout": layout_to_dict(spec.layout), "features": to_dict(spec.features),
         "window": spec.window, "hop": spec.hop, "data": to_dict(spec.data),
+        "logit_shift": spec.logit_shift, "calibration": restored.meta.get("calibration"),
+        "labels": restored.meta.get("labels"), "flags": restored.meta.get("flags", []),
         "metrics": restored.metrics, "platforms": list(platforms),
         "input": {"shape": ["b", spec.window, spec.layout.num_joints, 2], "dtype": "float32",
                   "meaning": "windows of preprocessed coordinates (x, y), joints in layout order"},

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
+from jaxcp.data.splits import size_warning
+
 AGGREGATES = ("median", "mean")
 
 
@@ -250,7 +252,8 @@ def subject_metrics(labels, scores, threshold: float = 0.5, alpha: float = 0.05)
 
 def evaluate_windows(window_probs, owner, labels, threshold: float = 0.5,
                      aggregate: str = "median") -> dict[str, float]:
-    """Window scores -> subject metrics (see `subject_metrics`) plus `window_auc`.
+    """Window scores -> subject metrics (see `subject_metrics`) plus `window_auc` and `quality_metrics`
+    (loss, risk_spread, risk_min, risk_max, auc_p_value).
 
     window_probs: (M,) window P(CP); owner: (M,) infant index of each window; labels: (N,) per infant.
     """
@@ -259,4 +262,104 @@ def evaluate_windows(window_probs, owner, labels, threshold: float = 0.5,
     out = subject_metrics(labels, scores, threshold)
     probs = np.nan_to_num(np.asarray(window_probs, dtype=np.float64), nan=threshold)
     out["window_auc"] = window_auc(labels[np.asarray(owner)], probs, owner)
+    out.update(quality_metrics(window_probs, owner, labels, scores))
     return out
+
+
+# ------------------------------------------------------------------------------------------------ model quality
+PROB_CLIP = 1e-7  # window probabilities are clipped to [PROB_CLIP, 1 - PROB_CLIP] before a log or logit
+
+
+def subject_loss(window_probs, owner, labels) -> float:
+    """Infant-balanced cross-entropy: the mean over infants of the mean over the infant's windows of
+    -log p(true class). window_probs: (M,) P(CP) (clipped to [1e-7, 1 - 1e-7]; NaN counts as 0.5);
+    owner: (M,) infant index; labels: (N,) per infant, every infant owning a window."""
+    labels = _as_labels(labels)
+    owner = np.asarray(owner)
+    probs = np.clip(np.nan_to_num(np.asarray(window_probs, np.float64), nan=0.5), PROB_CLIP, 1 - PROB_CLIP)
+    true = labels[owner]
+    nll = -np.log(np.where(true == 1, probs, 1.0 - probs))
+    counts = np.bincount(owner, minlength=labels.size)
+    if (counts == 0).any():
+        raise ValueError(f"subjects without windows: {np.flatnonzero(counts == 0)[:10].tolist()}")
+    return float(np.mean(np.bincount(owner, weights=nll, minlength=labels.size) / counts))
+
+
+def auc_p_value(labels, scores) -> float:
+    """One-sided Mann-Whitney p-value of AUC > 0.5 (scipy, alternative="greater"); NaN with one class."""
+    labels = _as_labels(labels)
+    scores = _as_scores(scores, labels.size)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    if np.ptp(scores) == 0:  # all tied: no evidence at all (scipy's normal approximation divides by 0)
+        return 1.0
+    return float(stats.mannwhitneyu(pos, neg, alternative="greater").pvalue)
+
+
+def quality_metrics(window_probs, owner, labels, scores) -> dict[str, float]:
+    """What says whether a model tells infants apart: `loss` (`subject_loss`), `risk_spread` = max - min of
+    the infants' risks `scores` (N,), with `risk_min` / `risk_max`, and `auc_p_value` (`auc_p_value`)."""
+    scores = _as_scores(scores, np.asarray(labels).size)
+    low, high = (float(scores.min()), float(scores.max())) if scores.size else (math.nan, math.nan)
+    return {"loss": subject_loss(window_probs, owner, labels), "risk_spread": high - low, "risk_min": low,
+            "risk_max": high, "auc_p_value": auc_p_value(labels, scores)}
+
+
+def _number(value) -> float:
+    """A metric as a float; None (a NaN written to JSON) and missing values are NaN."""
+    return math.nan if value is None else float(value)
+
+
+def model_flags(metrics: dict, num_positive: int, num_negative: int, *, spread_tolerance: float = 0.01,
+                alpha: float = 0.05) -> list[dict]:
+    """Warnings about a model from its validation metrics (`evaluate_windows` keys), each
+    {"code", "message"} with a one-sentence message in plain words:
+
+    constant_risk     the infants' risks span less than `spread_tolerance`;
+    chance_auc        the AUC is not above chance: NaN, <= 0.5, or its one-sided p-value >= `alpha`;
+    small_validation  a class has fewer than 5 validation infants (`jaxcp.data.splits.size_warning`).
+    """
+    flags = []
+    num = num_positive + num_negative
+    spread = _number(metrics.get("risk_spread"))
+    if math.isfinite(spread) and spread < spread_tolerance:
+        low, high = _number(metrics.get("risk_min")), _number(metrics.get("risk_max"))
+        flags.append({"code": "constant_risk", "message": (
+            f"its risks for the {num} validation infants span only {spread:.4f} ({low:.4f}-{high:.4f}): "
+            "it hardly tells infants apart")})
+    auc, p_value = _number(metrics.get("auc")), _number(metrics.get("auc_p_value"))
+    if not math.isfinite(auc):
+        flags.append({"code": "chance_auc", "message": (
+            "its validation AUC is undefined: the validation infants are all of one class")})
+    elif auc <= 0.5 or not p_value < alpha:
+        p_text = "not computed" if not math.isfinite(p_value) else f"{p_value:.3f}"
+        flags.append({"code": "chance_auc", "message": (
+            f"its validation AUC of {auc:.3f} on {num_positive} CP and {num_negative} non-CP infants is not "
+            f"better than chance (one-sided Mann-Whitney p = {p_text}, needs < {alpha:g})")})
+    small = size_warning("its validation split", num_positive, num_negative)
+    if small is not None:
+        flags.append({"code": "small_validation", "message": small})
+    return flags
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+def prior_logit_shift(num_positive: int, num_negative: int, windows_positive: int, windows_negative: int) -> float:
+    """The logit correction for sampling the classes at other rates than their prevalence:
+    log(n_pos / n_neg) - log(W_pos / W_neg), with n_c the training infants and W_c the training windows
+    per epoch of class c. 0.0 when a count is zero (nothing to correct against)."""
+    if min(num_positive, num_negative, windows_positive, windows_negative) <= 0:
+        return 0.0
+    return float(math.log(num_positive / num_negative) - math.log(windows_positive / windows_negative))
+
+
+def apply_logit_shift(probs, shift: float) -> np.ndarray:
+    """sigmoid(logit(p) + shift) of every probability p (clipped to [1e-7, 1 - 1e-7]), in p's float dtype;
+    `probs` unchanged (the same array) when shift is 0. NaN stays NaN."""
+    probs = np.asarray(probs)
+    if shift == 0.0:
+        return probs
+    dtype = probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64
+    p = np.clip(probs.astype(np.float64), PROB_CLIP, 1 - PROB_CLIP)
+    logits = np.log(p) - np.log1p(-p) + shift
+    return (1.0 / (1.0 + np.exp(-logits))).astype(dtype)

@@ -9,6 +9,10 @@ not).
 Body-part contributions (CAM, movementoutcome-data.md §3): per window, the class maps (last feature map
 times the classifier weights) are reduced by the median over time, and the CP minus no-CP difference is
 divided by its largest magnitude and clipped at 0.
+
+Calibration: a model trained on oversampled windows records the prior correction `ModelSpec.logit_shift`
+(`jaxcp.clinical.metrics.prior_logit_shift`); every window P(CP) a Predictor returns is
+sigmoid(logit(p) + logit_shift), so checkpoints and exported files give the same calibrated risks.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcp.clinical.metrics import apply_logit_shift
 from jaxcp.core.batching import host_chunked
 from jaxcp.core.errors import InputError
 from jaxcp.data.features import FeatureConfig, compute_features
@@ -37,7 +42,8 @@ DEFAULT_CHUNK = 16
 class Predictor:
     """One trained model ready for windows of its layout, length and preprocessing (`spec`).
 
-    `fn(windows (chunk, W, V, 2) float32) -> (probs (chunk,), contributions (chunk, V))`.
+    `fn(windows (chunk, W, V, 2) float32) -> (probs (chunk,), contributions (chunk, V))` gives the network's
+    raw P(CP); calling the Predictor adds the model's calibration `spec.logit_shift` to their logits.
     """
 
     name: str
@@ -54,7 +60,8 @@ class Predictor:
             raise InputError(
                 f"{self.name}: expected windows (M, {', '.join(map(str, expected))}), got {windows.shape}"
             )
-        return host_chunked(self.fn, windows, self.chunk)
+        probs, contributions = host_chunked(self.fn, windows, self.chunk)
+        return apply_logit_shift(probs, self.spec.logit_shift), contributions
 
 
 def make_forward(model, layout: Layout, features: FeatureConfig) -> Callable:

@@ -8,6 +8,9 @@ Training (AutoCP, reference section 2.4): per epoch every CP infant contributes 
 and every other infant `parts_negative`. With T the (tiled) length of the dataset, window p of P starts
 uniformly in [min(p * floor(T / P), T - W), min((p + 1) * floor(T / P), T - W)] (p = 0..P-1, inclusive),
 so the windows spread over the whole recording. `sample_train_windows` is pure and jittable.
+
+Class-balanced training (`balanced_window_plan`, setting `sampling: balanced`): the same number of windows
+per epoch as AutoCP's, half of them from each class, spread equally over that class's infants.
 """
 
 from __future__ import annotations
@@ -115,16 +118,42 @@ def cut_windows(coords: jax.Array, infant: jax.Array, starts: jax.Array, window:
     return jax.vmap(cut)(jnp.asarray(infant, jnp.int32), jnp.asarray(starts, jnp.int32))
 
 
+def _plan_of_counts(counts: np.ndarray) -> TrainPlan:
+    """The plan that draws counts[i] windows (parts) of infant i, in infant order."""
+    counts = np.asarray(counts, np.int32)
+    infant = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+    part = (np.arange(infant.size) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
+    return TrainPlan(infant, part, counts[infant])
+
+
+def _check_parts(parts_positive: int, parts_negative: int) -> None:
+    if parts_positive < 1 or parts_negative < 1:
+        raise InputError(f"parts per infant must be >= 1, got {parts_positive} and {parts_negative}")
+
+
 def train_window_plan(labels: np.ndarray, parts_positive: int = PARTS_POSITIVE,
                       parts_negative: int = PARTS_NEGATIVE) -> TrainPlan:
     """One epoch's oversampling plan: P = parts_positive for label 1, parts_negative for label 0."""
     labels = np.asarray(labels).reshape(-1)
-    if parts_positive < 1 or parts_negative < 1:
-        raise InputError(f"parts per infant must be >= 1, got {parts_positive} and {parts_negative}")
-    counts = np.where(labels == 1, parts_positive, parts_negative).astype(np.int32)
-    infant = np.repeat(np.arange(labels.size, dtype=np.int32), counts)
-    part = (np.arange(infant.size) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
-    return TrainPlan(infant, part, counts[infant])
+    _check_parts(parts_positive, parts_negative)
+    return _plan_of_counts(np.where(labels == 1, parts_positive, parts_negative))
+
+
+def balanced_window_plan(labels: np.ndarray, parts_positive: int = PARTS_POSITIVE,
+                         parts_negative: int = PARTS_NEGATIVE) -> TrainPlan:
+    """One epoch's class-balanced plan with as many windows as AutoCP's, M = parts_positive * n_pos +
+    parts_negative * n_neg, split equally between the classes present: every infant of class c gets
+    P = max(1, round(M / (2 n_c))) windows (rounded half up; M / n_c when only one class is present)."""
+    labels = np.asarray(labels).reshape(-1)
+    _check_parts(parts_positive, parts_negative)
+    num = {c: int((labels == c).sum()) for c in (0, 1)}
+    total = parts_positive * num[1] + parts_negative * num[0]
+    present = sum(n > 0 for n in num.values())
+    parts = {c: max(1, int(np.floor(total / (present * n) + 0.5))) if n else 0 for c, n in num.items()}
+    return _plan_of_counts(np.where(labels == 1, parts[1], parts[0]))
+
+
+SAMPLINGS = {"autocp": train_window_plan, "balanced": balanced_window_plan}
 
 
 def train_window_bounds(

@@ -5,7 +5,9 @@ A model checkpoint is a folder, written atomically (`jaxcp.core.checkpoint`):
     <dir>/state/      Orbax pytree {params, batch_stats}
     <dir>/meta.json   arch, hparams (how it was trained, for the record), layout, feature settings,
                       window/hop, how the training data were prepared (`DataSettings`: what `predict`
-                      repeats on new recordings), metrics
+                      repeats on new recordings), metrics; `logit_shift` (the calibration added to the
+                      logit of every window P(CP), 0.0 when absent) and what `extra` adds (training:
+                      `calibration`, `labels`, `flags`, `best_epoch`)
 
 `restore_model` rebuilds the network from `meta.json` with `create_model` (no training code involved) and
 gives predictions bit-identical to the saved model's.
@@ -46,6 +48,7 @@ class ModelSpec:
     window: int
     hop: int
     data: DataSettings = DataSettings()
+    logit_shift: float = 0.0  # added to the logit of every window P(CP) (prior correction; 0: none)
 
     def network(self) -> nn.Module:
         return create_model(self.arch, self.layout, self.features)
@@ -78,6 +81,7 @@ def save_model(path: str | Path, variables: Mapping, spec: ModelSpec, *, hparams
         "window": spec.window,
         "hop": spec.hop,
         "data": to_dict(spec.data),
+        "logit_shift": float(spec.logit_shift),
         "metrics": jsonable(metrics or {}),
         **jsonable(extra or {}),
     }
@@ -111,11 +115,14 @@ def model_spec(meta: dict, where: str) -> ModelSpec:
             window=int(meta["window"]),
             hop=int(meta["hop"]),
             data=from_dict(DataSettings, meta.get("data", {}), f"{where} data"),
+            logit_shift=float(meta.get("logit_shift", 0.0)),
         )
     except KeyError as error:
         raise InputError(f"{where}: missing key {error}") from None
     except (TypeError, ValueError) as error:
         raise InputError(f"{where}: malformed setting ({error})") from None
+    if not np.isfinite(spec.logit_shift):
+        raise InputError(f"{where}: logit_shift {spec.logit_shift} is not a finite number")
     if spec.window < 3 or spec.hop < 1:
         raise InputError(f"{where}: window {spec.window} and hop {spec.hop} are not usable")
     return spec

@@ -42,7 +42,8 @@ class Experiment:
         checkpoint_dir: Path | None = None,
         on_epoch: Callable | None = None,
     ) -> list[StudentResult]:
-        """Train students of one architecture; with `checkpoint_dir`, save the first one's best model."""
+        """Train students of one architecture; with `checkpoint_dir`, save the first one's kept model (with
+        its flags, calibration and class labels in meta.json)."""
         config = self.long if long else self.student
         results = train_students(
             arch, hparams, seeds, self.train_data, self.val_data, self.layout, config,
@@ -50,8 +51,11 @@ class Experiment:
         )  # fmt: skip
         best = results[0]
         if checkpoint_dir is not None and best.state is not None:
-            save_model(checkpoint_dir, best.state.variables, config.model_spec(arch, self.layout, self.data),
-                       hparams=hparams[0], metrics=best.metrics, extra={"best_epoch": best.best_epoch})
+            spec = config.model_spec(arch, self.layout, self.data, best.calibration.get("logit_shift", 0.0))
+            extra = {"best_epoch": best.best_epoch, "flags": best.flags, "calibration": best.calibration,
+                     "labels": list(config.labels)}
+            save_model(checkpoint_dir, best.state.variables, spec, hparams=hparams[0], metrics=best.metrics,
+                       extra=extra)
         return results
 
 

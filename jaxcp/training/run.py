@@ -6,11 +6,13 @@ run folder holds:
 
     run.json       what was asked: arch, hparams, seeds, training settings, data folder and sizes
     arch.yaml      the architecture file; config.yaml: the resolved training settings
-    seed_<k>/      the best-validation model of seed k (`jaxcp.model.checkpoint`), replaced when validation
-                   improves; what `evaluate`, `predict` and `export` read
+    seed_<k>/      the kept model of seed k (`jaxcp.model.checkpoint`; setting `select`), replaced when the
+                   kept evaluation changes; meta.json also holds its `flags`, `calibration` and `labels`;
+                   what `evaluate`, `predict` and `export` read
     progress/      the training state after the latest epoch (`jaxcp.training.checkpoint`), replaced
                    atomically every `save_every` epochs
-    summary.json   written last: per seed status, best epoch, validation metrics and history
+    summary.json   written last: per seed status, kept epoch, flags, validation metrics and history; the
+                   selection rule, calibration and class labels
 
 `train_run` on a folder of an unfinished run with the same request continues from `progress/`; the result
 is the same as that of an uninterrupted run. A finished run is not trained again.
@@ -30,6 +32,7 @@ from jaxcp.core import atomic
 from jaxcp.core.config import dump_yaml, jsonable, to_dict, with_overrides
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import data_settings, dataset_layout, load_dataset
+from jaxcp.data.splits import size_warning
 from jaxcp.model.arch import Arch
 from jaxcp.model.checkpoint import ModelSpec, save_model
 from jaxcp.training.archfile import arch_file_text
@@ -142,12 +145,12 @@ def start_run_folder(out_dir: Path, request: RunRequest, run_json: dict) -> None
 
 
 def save_best(out_dir: Path, run: StudentRun, report: EpochReport, request: RunRequest, spec: ModelSpec) -> None:
-    """Save the model of every seed whose validation AUC improved in this epoch."""
-    for k in np.flatnonzero(report.improved):
-        tracker = run.tracker
-        save_model(seed_dir(out_dir, int(k)), run.student_state(int(k)).variables, spec, hparams=request.hparams,
-                   metrics=tracker.best_metrics[k], extra={"best_epoch": int(tracker.best_epoch[k]),
-                                                           "seed": request.seeds[k], "split": request.val_split})
+    """Save the model of every seed whose kept model changed in this epoch (`select`), with its flags,
+    calibration and class labels in meta.json."""
+    for k in (int(i) for i in np.flatnonzero(report.improved)):
+        save_model(seed_dir(out_dir, k), run.student_state(k).variables, spec, hparams=request.hparams,
+                   metrics=run.tracker.best_metrics[k],
+                   extra={**run.model_meta(k), "seed": request.seeds[k], "split": request.val_split})
 
 
 def train_run(
@@ -157,16 +160,24 @@ def train_run(
     restart: bool = False,
     save_every: int = 1,
     log: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> dict:
     """Train (or resume, or find finished) the run of `request` in `out_dir`; returns the summary.
 
+    `warn(message)` gets one line per split with too few infants of a class (`splits.size_warning`);
     `on_epoch(report)` is called after every epoch (after its checkpoints are written).
     """
     data_dir = Path(request.data)
     layout = dataset_layout(data_dir)
     train_set = load_dataset(data_dir, request.train_split)
     val_set = load_dataset(data_dir, request.val_split)
+    for role, name, labels in (("training", request.train_split, train_set.labels),
+                               ("validation", request.val_split, val_set.labels)):
+        positive = int((np.asarray(labels) == 1).sum())
+        message = size_warning(f"the {role} split {name!r}", positive, len(labels) - positive)
+        if message is not None and warn is not None:
+            warn(message)
     sizes = {"train": len(train_set.ids), "val": len(val_set.ids), "frames": int(train_set.coords.shape[1])}
     run_json = request.to_json(sizes)
     mode = check_out_dir(out_dir, run_json, restart)
@@ -186,7 +197,7 @@ def train_run(
         arrays, info = restore_run_state(out_dir / PROGRESS_DIR, run.snapshot()[0])
         run.restore(arrays, info)
         log(f"{out_dir}: resuming after epoch {run.epoch} of {config.epochs}")
-    spec = config.model_spec(request.arch, layout, data_settings(data_dir))
+    spec = config.model_spec(request.arch, layout, data_settings(data_dir), run.calibration["logit_shift"])
     while not run.finished:
         report = run.run_epoch()
         save_best(out_dir, run, report, request, spec)
@@ -203,10 +214,13 @@ def write_summary(out_dir: Path, run: StudentRun, request: RunRequest) -> dict:
         path = seed_dir(out_dir, k)
         seeds.append({"seed": request.seeds[k], "status": result.status, "reward": result.reward,
                       "best_epoch": result.best_epoch, "checkpoint": path.name if path.is_dir() else None,
-                      "metrics": result.metrics, "history": result.history})  # fmt: skip
+                      "flags": result.flags, "metrics": result.metrics, "history": result.history})  # fmt: skip
     result = run.results()[0]
     summary = {
         "epochs": run.epoch,
+        "select": request.config.select,
+        "calibration": run.calibration,
+        "labels": list(request.config.labels),
         "seconds_compile": result.seconds_compile,
         "seconds_train": result.seconds_train,
         "seconds_eval": result.seconds_eval,

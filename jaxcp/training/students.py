@@ -2,10 +2,18 @@
 
 `train_students` trains several students of ONE architecture and batch size together (vmapped): different
 seeds, learning rates, weight decays, momenta and optimizers. It follows AutoCP (reference §7):
-validation every `eval_every` epochs (and every epoch in the last `eval_last` epochs of a long run), the
-reward is the best validation subject-level AUC (the first epoch with the strictly highest AUC), early stop
-from epoch 6 on while the best AUC is below 0.5, and a student with a non-finite loss fails with reward 0
-without stopping the others.
+validation every `eval_every` epochs (and every epoch in the last `eval_last` epochs of a long run), early
+stop from epoch 6 on while the best AUC seen is below 0.5, and a student with a non-finite loss fails with
+reward 0 without stopping the others.
+
+Which validated epoch's model is kept (its checkpoint, metrics and reward = its validation AUC) is the
+setting `select`: "last" (default: the last validated epoch, which uses no validation information),
+"auc" (AutoCP's rule, the highest validation AUC, with ties broken by the lower validation loss, then by the
+later epoch; AutoCP kept the first epoch with the strictly highest AUC) or "loss" (the lowest validation
+loss, ties: the later epoch); "auc" and "loss" consider epochs from `select_from` on.
+
+Validation uses calibrated window probabilities (`calibration: prior`): the training windows are sampled
+at other class rates than the infants' prevalence, so `prior_logit_shift` is added to every window logit.
 
 `StudentRun` is the same loop one epoch at a time, with all its progress as explicit state
 (`snapshot` / `restore`), so that a long run can be checkpointed and resumed bit for bit
@@ -30,11 +38,14 @@ from jaxcp.data.augment import AugmentConfig
 from jaxcp.data.dataset import Dataset, DataSettings
 from jaxcp.data.features import FeatureConfig
 from jaxcp.data.skeleton import Layout
-from jaxcp.data.windows import HOP, PARTS_NEGATIVE, PARTS_POSITIVE, WINDOW, make_eval_windows, train_window_plan
+from jaxcp.data.windows import HOP, PARTS_NEGATIVE, PARTS_POSITIVE, SAMPLINGS, WINDOW, TrainPlan, make_eval_windows
 from jaxcp.model.arch import Arch
 from jaxcp.model.checkpoint import ModelSpec
 from jaxcp.training import engine, optim
 from jaxcp.training.hparams import HParams
+
+SELECTIONS = ("last", "auc", "loss")
+CALIBRATIONS = ("prior", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +66,30 @@ class TrainConfig:
     augment: bool = True
     features: FeatureConfig = FeatureConfig()
     augmentation: AugmentConfig = AugmentConfig()
+    select: str = "last"  # which validated epoch is kept: "last" | "auc" | "loss"
+    select_from: int = 1  # 1-based first epoch that "auc" / "loss" may keep
+    sampling: str = "autocp"  # training windows per epoch: "autocp" (parts per class) | "balanced"
+    calibration: str = "prior"  # "prior": correct the window probabilities for the sampling | "none"
+    labels: tuple[str, str] = ("no CP", "CP")  # class names (label 0, label 1), saved with the models
 
-    def model_spec(self, arch: Arch, layout: Layout, data: DataSettings | None = None) -> ModelSpec:
+    def __post_init__(self):
+        for key, allowed in (("select", SELECTIONS), ("sampling", tuple(SAMPLINGS)),
+                             ("calibration", CALIBRATIONS)):
+            if getattr(self, key) not in allowed:
+                raise InputError(f"training setting {key}={getattr(self, key)!r}: must be one of {list(allowed)}")
+        if not 1 <= self.select_from <= self.epochs:
+            raise InputError(f"training setting select_from={self.select_from}: must be between 1 and "
+                             f"epochs ({self.epochs})")
+        labels = tuple(self.labels)
+        if len(labels) != 2 or not all(isinstance(n, str) and n.strip() for n in labels) or labels[0] == labels[1]:
+            raise InputError(f"training setting labels={list(labels)}: must be two different class names")
+        object.__setattr__(self, "labels", labels)
+
+    def model_spec(self, arch: Arch, layout: Layout, data: DataSettings | None = None,
+                   logit_shift: float = 0.0) -> ModelSpec:
         """How a model trained with these settings is rebuilt and fed: what its checkpoint records."""
-        return ModelSpec(arch, layout, self.features, self.window, self.hop, data or DataSettings())
+        return ModelSpec(arch, layout, self.features, self.window, self.hop, data or DataSettings(),
+                         float(logit_shift))
 
     def evaluates_at(self, epoch: int) -> bool:
         """Whether validation runs after 0-based `epoch`."""
@@ -92,7 +123,9 @@ class StudentResult:
     seconds_compile: float
     seconds_train: float
     seconds_eval: float
-    state: Any = None  # best-validation TrainState of this student (unstacked), when kept
+    state: Any = None  # the kept TrainState of this student (unstacked), when kept
+    flags: list[dict] = dataclasses.field(default_factory=list)  # `metrics.model_flags` of the kept model
+    calibration: dict = dataclasses.field(default_factory=dict)  # `calibration_of` the training data
 
 
 @dataclasses.dataclass
@@ -103,7 +136,7 @@ class EpochReport:
     losses: np.ndarray
     evaluated: bool
     val_auc: np.ndarray  # NaN where not evaluated
-    improved: np.ndarray  # bool: a new best validation AUC (the best checkpoint changes)
+    improved: np.ndarray  # bool: the kept model changes (a checkpoint to save)
     summaries: list[dict]
 
 
@@ -124,7 +157,7 @@ def make_train_data(dataset: Dataset, config: TrainConfig) -> engine.TrainData:
     if frames < config.window:
         raise InputError(f"training windows of window={config.window} frames need recordings at least that long; "
                          f"the longest has {frames}")
-    plan = train_window_plan(dataset.labels, config.parts_positive, config.parts_negative)
+    plan = SAMPLINGS[config.sampling](dataset.labels, config.parts_positive, config.parts_negative)
     return engine.TrainData(
         coords=jnp.asarray(dataset.coords), labels=jnp.asarray(dataset.labels, jnp.int32), plan=plan
     )
@@ -139,6 +172,21 @@ def make_eval_data(dataset: Dataset, layout: Layout, config: TrainConfig) -> Eva
     return EvalData(
         features=features, owner=np.asarray(windows.owner), labels=np.asarray(dataset.labels), ids=dataset.ids
     )
+
+
+def calibration_of(labels: np.ndarray, plan: TrainPlan, method: str = "prior") -> dict:
+    """How the window probabilities of a model trained on `plan` are calibrated (what meta.json records).
+
+    labels: (N,) the training infants' labels. {"method", "logit_shift" (0.0 for "none"),
+    "train_prevalence" n_pos / n, "sampled_prevalence" W_pos / W (W: the plan's windows per epoch)}.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    window_labels = labels[np.asarray(plan.infant)]
+    n_pos, w_pos = int((labels == 1).sum()), int((window_labels == 1).sum())
+    shift = metrics.prior_logit_shift(n_pos, labels.size - n_pos, w_pos, window_labels.size - w_pos)
+    return {"method": method, "logit_shift": shift if method == "prior" else 0.0,
+            "train_prevalence": n_pos / max(labels.size, 1),
+            "sampled_prevalence": w_pos / max(window_labels.size, 1)}
 
 
 def evaluate_probs(probs: np.ndarray, data: EvalData, threshold: float = 0.5) -> dict:
@@ -207,6 +255,7 @@ class StudentRun:
         self.state = self.compiled(self.programs.init, keys[:, 0], opt_hps)
         self.best_state = jax.tree.map(jnp.copy, self.state) if keep_state else None
         self.tracker = _Tracker(len(self.seeds), config)
+        self.calibration = calibration_of(np.asarray(train.labels), train.plan, config.calibration)
         self.epoch = 0  # epochs done
         self.seconds = {"compile": 0.0, "train": 0.0, "eval": 0.0}
 
@@ -235,7 +284,7 @@ class StudentRun:
         if evaluated:
             start, compiling = time.perf_counter(), self.compiled.seconds
             probs = np.asarray(self.compiled(self.programs.predict, self.state, self.val.features))
-            results = [evaluate_probs(p, self.val) for p in probs]
+            results = self.validation_results(probs)
             val_auc = np.array([r["auc"] for r in results])
             improved = self.tracker.record_eval(epoch, results)
             if self.best_state is not None and improved.any():
@@ -245,13 +294,28 @@ class StudentRun:
         self.epoch += 1
         return EpochReport(epoch + 1, losses, evaluated, val_auc, improved, self.tracker.summaries())
 
+    def validation_results(self, probs: np.ndarray) -> list[dict]:
+        """(S, M) raw window P(CP) of the validation windows -> one metrics dict per student (`evaluate_probs`
+        of the calibrated probabilities)."""
+        shift = self.calibration["logit_shift"]
+        return [evaluate_probs(metrics.apply_logit_shift(p, shift), self.val) for p in probs]
+
+    def flags(self, index: int) -> list[dict]:
+        """`metrics.model_flags` of the model kept for student `index` ([] when nothing is kept)."""
+        return flags_of(self.tracker.best_metrics[index], self.val.labels)
+
+    def model_meta(self, index: int) -> dict:
+        """What a saved model of student `index` records besides its weights and spec (meta.json keys)."""
+        return {"best_epoch": int(self.tracker.best_epoch[index]), "flags": self.flags(index),
+                "calibration": self.calibration, "labels": list(self.config.labels)}
+
     def student_state(self, index: int) -> engine.TrainState:
         """The current (not the best) TrainState of one student."""
         return engine.select_student(self.state, index)
 
     def results(self) -> list[StudentResult]:
         keep = self.best_state is not None
-        return self.tracker.results(
+        results = self.tracker.results(
             compile_s=self.seconds["compile"] + self.compiled.seconds,
             train_s=self.seconds["train"],
             eval_s=self.seconds["eval"],
@@ -259,6 +323,9 @@ class StudentRun:
             if keep
             else None,
         )
+        for i, result in enumerate(results):
+            result.flags, result.calibration = self.flags(i), dict(self.calibration)
+        return results
 
     def snapshot(self) -> tuple[dict, dict]:
         """(arrays, info): a pytree of device arrays and a JSON-able dict; together the whole loop state."""
@@ -310,14 +377,41 @@ def train_students(
     return run.results()
 
 
+def flags_of(kept_metrics: dict, val_labels: np.ndarray) -> list[dict]:
+    """`metrics.model_flags` of a kept model's validation metrics; [] when nothing is kept."""
+    if not kept_metrics:
+        return []
+    val_labels = np.asarray(val_labels)
+    num_positive = int((val_labels == 1).sum())
+    return metrics.model_flags(kept_metrics, num_positive, val_labels.size - num_positive)
+
+
+def is_better(select: str, auc: float, loss: float, kept_auc: float, kept_loss: float) -> bool:
+    """Whether an evaluation (auc, loss) replaces the kept one under rule `select` ("auc" or "loss").
+
+    Nothing kept yet: kept_auc = -inf, kept_loss = +inf. A NaN loss counts as +inf. "auc": a defined AUC
+    that is higher, or equal with a loss no higher (so equal both: the later epoch). "loss": a loss no
+    higher (ties: the later epoch).
+    """
+    loss = math.inf if math.isnan(loss) else loss
+    if select == "loss":
+        return loss <= kept_loss
+    if not math.isfinite(auc):
+        return False
+    return auc > kept_auc or (auc == kept_auc and loss <= kept_loss)
+
+
 class _Tracker:
-    """Per-student bookkeeping on the host: best AUC, early stop, failure."""
+    """Per-student bookkeeping on the host: the kept evaluation (`config.select`), the best AUC seen (for
+    the early stop), failure. `best_*` describe the kept evaluation."""
 
     def __init__(self, num: int, config: TrainConfig):
         self.config = config
         self.best_auc = np.full(num, -np.inf)
+        self.best_loss = np.full(num, np.inf)
         self.best_epoch = np.full(num, -1)
         self.best_metrics: list[dict] = [{} for _ in range(num)]
+        self.max_auc = np.full(num, -np.inf)  # the highest validation AUC seen, kept or not
         self.status = ["running"] * num
         self.history: list[list[dict]] = [[] for _ in range(num)]
 
@@ -330,43 +424,61 @@ class _Tracker:
                 self.status[i] = "failed"
 
     def record_eval(self, epoch: int, results: list[dict]) -> np.ndarray:
+        """Record 0-based `epoch`'s validation metrics per student; returns (S,) bool: the kept model changed."""
         improved = np.zeros(len(results), bool)
         for i, result in enumerate(results):
             if self.status[i] != "running":
                 continue
-            auc = result["auc"]
-            self.history[i][-1].update(val_auc=auc, val_accuracy=result.get("accuracy"))
-            if np.isfinite(auc) and auc > self.best_auc[i]:
+            auc = float(result["auc"])
+            loss = math.nan if result.get("loss") is None else float(result["loss"])
+            self.history[i][-1].update(val_auc=auc, val_accuracy=result.get("accuracy"),
+                                      val_loss=None if math.isnan(loss) else loss)
+            if math.isfinite(auc):
+                self.max_auc[i] = max(self.max_auc[i], auc)
+            if self._keeps(i, epoch, auc, loss):
                 self.best_auc[i], self.best_epoch[i] = auc, epoch + 1
+                self.best_loss[i] = math.inf if math.isnan(loss) else loss
                 self.best_metrics[i] = result
                 improved[i] = True
         return improved
 
+    def _keeps(self, i: int, epoch: int, auc: float, loss: float) -> bool:
+        select = self.config.select
+        if select == "last":
+            return True
+        if epoch + 1 < self.config.select_from:
+            return False
+        return is_better(select, auc, loss, float(self.best_auc[i]), float(self.best_loss[i]))
+
     def check_early_stop(self, epoch: int) -> None:
-        """From 1-based epoch `early_stop_epoch` on, stop a validated student whose best AUC is too low."""
+        """From 1-based epoch `early_stop_epoch` on, stop a validated student whose best AUC seen (kept or
+        not) is too low."""
         cfg = self.config
         if not cfg.early_stop or epoch + 1 < cfg.early_stop_epoch:
             return
         for i in range(len(self.status)):
             evaluated = any("val_auc" in h for h in self.history[i])
-            if self.status[i] == "running" and evaluated and self.best_auc[i] < cfg.early_stop_auc:
+            if self.status[i] == "running" and evaluated and self.max_auc[i] < cfg.early_stop_auc:
                 self.status[i] = "early_stopped"
 
     def stopped(self) -> bool:
         return all(s != "running" for s in self.status)
 
     def summaries(self) -> list[dict]:
+        """Per student: status, `best_auc` (the kept evaluation's AUC, the reward so far) and `max_auc`."""
         return [
-            {"status": s, "best_auc": float(a) if np.isfinite(a) else None}
-            for s, a in zip(self.status, self.best_auc, strict=True)
+            {"status": s, "best_auc": _finite_or_none(a), "max_auc": _finite_or_none(m)}
+            for s, a, m in zip(self.status, self.best_auc, self.max_auc, strict=True)
         ]
 
     def to_dict(self) -> dict:
         """JSON-able state (NaN allowed); `from_dict` reads it back exactly."""
         return {
-            "best_auc": [float(a) if np.isfinite(a) else None for a in self.best_auc],
+            "best_auc": [_finite_or_none(a) for a in self.best_auc],
+            "best_loss": [_finite_or_none(a) for a in self.best_loss],
             "best_epoch": [int(e) for e in self.best_epoch],
             "best_metrics": self.best_metrics,
+            "max_auc": [_finite_or_none(a) for a in self.max_auc],
             "status": list(self.status),
             "history": self.history,
         }
@@ -374,21 +486,27 @@ class _Tracker:
     @classmethod
     def from_dict(cls, data: dict, config: TrainConfig) -> _Tracker:
         tracker = cls(len(data["status"]), config)
-        tracker.best_auc = np.array([-np.inf if a is None else a for a in data["best_auc"]], np.float64)
+        tracker.best_auc = _array_of(data["best_auc"], -np.inf)
+        tracker.best_loss = _array_of(data.get("best_loss", [None] * len(data["status"])), np.inf)
         tracker.best_epoch = np.array(data["best_epoch"], np.int64)
         tracker.best_metrics = [dict(m) for m in data["best_metrics"]]
+        tracker.max_auc = _array_of(data.get("max_auc", data["best_auc"]), -np.inf)
         tracker.status = list(data["status"])
         tracker.history = [[dict(h) for h in hs] for hs in data["history"]]
         return tracker
+
+    def reward(self, i: int) -> float:
+        """The kept evaluation's AUC; the best AUC seen when nothing was kept; 0 if failed or undefined."""
+        auc = self.best_auc[i] if self.best_epoch[i] >= 0 else self.max_auc[i]
+        return 0.0 if self.status[i] == "failed" or not np.isfinite(auc) else float(auc)
 
     def results(self, *, compile_s, train_s, eval_s, states) -> list[StudentResult]:
         out = []
         for i, status in enumerate(self.status):
             failed = status == "failed"
-            reward = 0.0 if failed or not np.isfinite(self.best_auc[i]) else float(self.best_auc[i])
             out.append(
                 StudentResult(
-                    reward=reward,
+                    reward=self.reward(i),
                     status="ok" if status == "running" else status,
                     best_epoch=int(self.best_epoch[i]),
                     metrics=self.best_metrics[i],
@@ -400,3 +518,11 @@ class _Tracker:
                 )
             )
         return out
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _array_of(values: list, missing: float) -> np.ndarray:
+    return np.array([missing if v is None else v for v in values], np.float64)
