@@ -16,7 +16,7 @@ from jaxcp.data.io import read_csv_recording
 from jaxcp.data.prepare import prepare_dataset
 from jaxcp.data.preprocess import PreprocessConfig, preprocess
 from jaxcp.data.skeleton import IN_MOTION_29, layout_to_dict
-from jaxcp.data.splits import stratified_split
+from jaxcp.data.splits import size_warning, stratified_split
 from jaxcp.prepare import main
 
 LABELS = {f"{k:02d}": int(k % 4 == 0) for k in range(12)}  # 3 CP, 9 non-CP
@@ -278,6 +278,15 @@ def test_prepare_dataset_library_call(tmp_path, raw):
     manifest = prepare_dataset(raw, tmp_path / "out", layout=TINY, seed=11, warn=warnings.append)
     assert manifest.settings["split"]["seed"] == 11
     assert read_manifest(tmp_path / "out").settings == manifest.settings
-    assert len(warnings) == 1 and "'zz' has no outcome" in warnings[0]
+    assert "'zz' has no outcome" in warnings[0]
     expected = stratified_split(list(LABELS), list(LABELS.values()), seed=11)
     assert tuple(sorted(e.id for e in manifest.infants if e.split == "val")) == expected["val"]
+    # 3 CP infants in all: every split has one, too few for any interval; each split warns once
+    small = [size_warning(f"split {name!r}", *counts(expected[name])) for name in ("train", "val", "test")]
+    assert warnings[1:] == small and all(small)
+
+
+def counts(members) -> tuple[int, int]:
+    """(CP, non-CP) among ids of LABELS."""
+    positive = sum(LABELS[key] for key in members)
+    return positive, len(members) - positive
