@@ -28,17 +28,21 @@ TWO = Layout("two", ("thorax", "pelvis"), ((0, 1),), 0, (0, 0), (("body", (0, 1)
 
 
 def test_bone_spread_by_hand_and_the_running_median_removes_jitter():
-    lengths = np.arange(1.0, 11.0)  # 1..10: q50 = 5.5, q90 = 9.1
-    coords = np.zeros((10, 2, 2))
-    coords[:, 1, 0] = lengths
-    np.testing.assert_allclose(quality.bone_spread(coords, TWO.edges), [(9.1 - 5.5) / 5.5])
+    three = Layout("three", ("thorax", "pelvis", "hand"), ((0, 1), (0, 2)), 0, (0, 0, 0),
+                   (("body", (0, 1, 2)),), (0,), (1,))
+    coords = np.zeros((10, 3, 2))
+    coords[:, 1] = (0.0, 10.0)  # body size 10: a bone shorter than 3 (SHORT_BONE) is measured against 3
+    coords[:, 2, 0] = np.arange(1.0, 11.0)  # hand bone 1..10: q50 = 5.5, q90 = 9.1
+    np.testing.assert_allclose(quality.bone_spread(coords, three), [0.0, (9.1 - 5.5) / 5.5])
+    coords[:, 2, 0] = np.arange(1.0, 11.0) / 10  # 0.1..1.0: q50 0.55, q90 0.91, relative to 3
+    np.testing.assert_allclose(quality.bone_spread(coords, three), [0.0, (0.91 - 0.55) / 3.0])
     spiky = np.zeros((40, 2, 2))
     spiky[:, 1, 1] = 2.0
     spiky[::4, 1, 1] = 5.0  # a jump every 4th frame: upper spread (5 - 2) / 2 unsmoothed, none after 3 frames
-    np.testing.assert_allclose(quality.bone_spread(spiky, TWO.edges), [1.5])
-    np.testing.assert_allclose(quality.bone_spread(spiky, TWO.edges, window=3), [0.0])
+    np.testing.assert_allclose(quality.bone_spread(spiky, TWO), [1.5])
+    np.testing.assert_allclose(quality.bone_spread(spiky, TWO, window=3), [0.0])
     spiky[:35, 1] = np.nan  # seen in 5 frames only: not judged
-    assert np.isnan(quality.bone_spread(spiky, TWO.edges)).all()
+    assert np.isnan(quality.bone_spread(spiky, TWO)).all()
     assert quality.smoothing_frames(1.0, 30.0) == 31 and quality.smoothing_frames(0.0, 30.0) == 1
 
 
@@ -105,7 +109,7 @@ MY_LAYOUT = {  # a user layout: 16 joints named as the synthetic body knows them
     "pelvis": "pelvis",
 }  # fmt: skip
 MY_LAYOUT["edges"] = [[joint, parent] for joint, parent in MY_LAYOUT["parents"].items() if joint != parent]
-CONFIG = PrepareConfig(window=90)  # the recordings are 0.1 minutes (180 frames) long
+CONFIG = PrepareConfig(window=90)  # short windows, as the training tests use
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +120,7 @@ def cohorts(tmp_path_factory):
     layout_file.write_text(yaml.safe_dump(MY_LAYOUT, sort_keys=False))
     mine = layout_from_dict(MY_LAYOUT)
     for name, layout in (("im29", IN_MOTION_29), ("mine", mine)):
-        synth.generate_cohort(root / name, layout=layout, infants=10, minutes=0.1, cp_fraction=0.5, seed=4,
+        synth.generate_cohort(root / name, layout=layout, infants=10, minutes=0.25, cp_fraction=0.5, seed=4,
                               workers=1)
     return {"im29": (root / "im29", IN_MOTION_29), "mine": (root / "mine", mine), "layout_file": layout_file}
 

@@ -8,7 +8,8 @@ and short gaps do not raise a flag.
 
 Per recording (`measure_recording`, pure numpy, runs where the recording is read):
   - bones: each bone's length is smoothed by a running median over `smoothing_s` seconds (this removes
-    the tracker's jitter) and its upper spread (q90 - q50) / q50 measured. A tracked bone keeps its length;
+    the tracker's jitter) and its upper spread (q90 - q50) / q50 measured (relative to SHORT_BONE body
+    sizes instead of q50 for shorter bones, whose jitter survives smoothing). A tracked bone keeps its length;
     2D foreshortening only shortens it, which the upper spread ignores; scrambled or swapped columns make
     the "length" wander both ways. A bone is unstable when its spread exceeds `bone_spread`; a recording
     with more than `unstable_fraction` of its bones unstable (most bones) fails the check.
@@ -47,6 +48,7 @@ UPSIDE_DOWN_MIN_DEG = 120.0  # axis more than this from image up: thorax below p
 MIN_HANDEDNESS = 0.1  # |handedness| below this is too weak to compare
 MIN_AGREEMENT = 0.9  # ... and so is a handedness whose sign fewer frames than this agree with
 MIN_FRAMES = 10  # a bone seen in fewer frames is not judged
+SHORT_BONE = 0.3  # body sizes: a bone's spread is relative to its median length, or to this when shorter
 NUM_WORST = 5
 _LEFT_RIGHT = (("left_", "right_"), ("_left", "_right"), ("left", "right"), ("l_", "r_"), ("_l", "_r"),
                ("l", "r"))
@@ -66,8 +68,8 @@ class QualityConfig:
         (leave it out, listed in the manifest).
     """
 
-    smoothing_s: float = 1.0
-    bone_spread: float = 0.035
+    smoothing_s: float = 3.0
+    bone_spread: float = 0.018
     unstable_fraction: float = 0.5
     far_body_sizes: float = 4.0
     far_fraction: float = 0.05
@@ -140,19 +142,29 @@ def running_median(x: np.ndarray, window: int) -> np.ndarray:
         return np.nanmedian(views, axis=-1)
 
 
-def bone_spread(coords: np.ndarray, edges: Sequence[tuple[int, int]], window: int = 1) -> np.ndarray:
-    """(E,) (q90 - q50) / q50 of each bone's length, after a running median over `window` frames.
+def body_size(coords: np.ndarray, layout: Layout) -> float:
+    """The median thorax-pelvis distance over the frames where both are seen (NaN if never)."""
+    thorax, pelvis = body_points(coords, layout)
+    trunk = np.linalg.norm(thorax - pelvis, axis=-1)
+    return float(np.median(trunk[~np.isnan(trunk)])) if (~np.isnan(trunk)).any() else float("nan")
 
-    The running median removes the tracker's frame-to-frame jitter; the upper spread ignores 2D
-    foreshortening, which only ever shortens a bone. coords: (T, V, 2), NaN = missing. NaN for a bone seen
-    in fewer than MIN_FRAMES frames or of median length 0."""
-    lengths = running_median(bone_lengths(coords, edges), window)
+
+def bone_spread(coords: np.ndarray, layout: Layout, window: int = 1) -> np.ndarray:
+    """(E,) (q90 - q50) / max(q50, SHORT_BONE body sizes) of each bone's length (layout edges), after a
+    running median over `window` frames.
+
+    The running median removes the tracker's frame-to-frame jitter, and the floor of the denominator keeps
+    the jitter of very short bones (fingers, toes) from counting more than that of the others; the upper
+    spread ignores 2D foreshortening, which only ever shortens a bone. coords: (T, V, 2), NaN = missing.
+    NaN for a bone seen in fewer than MIN_FRAMES frames or of median length 0."""
+    lengths = running_median(bone_lengths(coords, layout.edges), window)
+    floor = SHORT_BONE * body_size(coords, layout)
     out = np.full(lengths.shape[1], np.nan)
     seen = (~np.isnan(lengths)).sum(axis=0)
     for e in np.flatnonzero(seen >= MIN_FRAMES):
         median, high = np.nanquantile(lengths[:, e], (0.5, 0.9))
         if median > 0:
-            out[e] = (high - median) / median
+            out[e] = (high - median) / (max(median, floor) if floor > 0 else median)
     return out
 
 
@@ -160,8 +172,7 @@ def far_fractions(coords: np.ndarray, layout: Layout, body_sizes: float) -> np.n
     """(V,) fraction of each joint's observed frames farther than `body_sizes` body sizes from the body
     centre (the thorax-pelvis midpoint of that frame); 0 where nothing is measurable."""
     thorax, pelvis = body_points(coords, layout)
-    size = np.nanmedian(np.linalg.norm(thorax - pelvis, axis=-1)) if np.isfinite(thorax - pelvis).any() \
-        else np.nan
+    size = body_size(coords, layout)
     if not size > 0:
         return np.zeros(layout.num_joints)
     distance = np.linalg.norm(coords - ((thorax + pelvis) / 2)[:, None], axis=-1) / size  # (T, V)
@@ -229,7 +240,7 @@ def measure_recording(coords: np.ndarray, layout: Layout, fps: float,
                       config: QualityConfig) -> RecordingQuality:
     """The figures of one recording. coords: (T, V, 2) raw image coordinates (y down), NaN = missing."""
     coords = np.asarray(coords, np.float64)
-    spread = bone_spread(coords, layout.edges, smoothing_frames(config.smoothing_s, fps))
+    spread = bone_spread(coords, layout, smoothing_frames(config.smoothing_s, fps))
     unstable = tuple(f"{layout.joints[a]}-{layout.joints[b]}" for (a, b), s in zip(layout.edges, spread,
                                                                                       strict=True)
                      if s > config.bone_spread)
