@@ -30,7 +30,8 @@ from jaxcp.data.splits import MIN_PER_CLASS, size_warning
 
 
 def format_summary(manifest: Manifest, out_dir: str | Path, seconds: float) -> str:
-    """A table of infants per split and class with minutes of recording, then missing data and skips."""
+    """A table of infants per split and class with minutes of recording (splits too small for honest
+    metrics marked *), then fixed splits, missing data, skips and the data check."""
     lines = [f"wrote {out_dir} in {seconds:.1f} s (layout {manifest.layout_name}, {manifest.fps:g} Hz)",
              f"{'split':<7}{'infants':>8}{'CP':>6}{'non-CP':>8}{'minutes':>9}"]
     small = False
@@ -61,7 +62,6 @@ def format_summary(manifest: Manifest, out_dir: str | Path, seconds: float) -> s
     if manifest.quality:
         lines.append(summary_lines(manifest.quality))
     return "\n".join(lines)
-
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
