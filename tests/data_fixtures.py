@@ -24,14 +24,15 @@ TINY = Layout(
 def infant_coords(layout: Layout, num_frames: int, seed: int = 0) -> np.ndarray:
     """(T, V, 2) float32 plausible image coordinates (y down): a fixed body plus slow wiggles and noise.
 
-    The thorax sits 0.2 above the pelvis, every other joint at a random spot near the body.
+    The thorax sits 0.2 above the pelvis, every other joint at a random spot near the body. The body
+    wiggles as a whole (so its bones keep their lengths and it passes prepare's data check).
     """
     rng = np.random.default_rng(seed)
     base = rng.uniform(0.3, 0.7, size=(layout.num_joints, 2))
     base[list(layout.thorax)] = (0.5, 0.4)
     base[list(layout.pelvis)] = (0.5, 0.6)
     t = np.arange(num_frames)[:, None, None] / 30.0
-    phase = rng.uniform(0, 2 * np.pi, size=(1, layout.num_joints, 2))
+    phase = rng.uniform(0, 2 * np.pi, size=(1, 1, 2))
     wiggle = 0.02 * np.sin(2 * np.pi * 0.5 * t + phase)
     noise = rng.normal(0, 0.002, size=(num_frames, layout.num_joints, 2))
     return (base[None] + wiggle + noise).astype(np.float32)

@@ -16,7 +16,7 @@ from jaxcp.data.io import read_csv_recording
 from jaxcp.data.prepare import prepare_dataset
 from jaxcp.data.preprocess import PreprocessConfig, preprocess
 from jaxcp.data.skeleton import IN_MOTION_29, layout_to_dict
-from jaxcp.data.splits import stratified_split
+from jaxcp.data.splits import size_warning, stratified_split
 from jaxcp.prepare import main
 
 LABELS = {f"{k:02d}": int(k % 4 == 0) for k in range(12)}  # 3 CP, 9 non-CP
@@ -59,6 +59,8 @@ def test_prepare_end_to_end(tmp_path, raw, tiny_layout, capsys):
     assert test_rows[0][1:4] == [str(len(expected["test"])), "1", str(len(expected["test"]) - 1)]
     assert test_rows[1][1:5] == ["12", "3", "9", f"{12 * 200 / 30 / 60:.1f}"]
     assert "missing data: 0.00%" in summary
+    assert all(line.endswith("  *") for line in summary.splitlines() if line.startswith(("train", "val", "test")))
+    assert "* fewer than 5 infants of a class" in summary and "data quality: 0 of 12 recordings flagged" in summary
     pool = [e for e in manifest.infants if e.split != "test"]
     assert sorted({e.fold for e in pool}) == list(range(7)) and all(e.fold == -1 for e in manifest.infants
                                                                      if e.split == "test")
@@ -278,6 +280,52 @@ def test_prepare_dataset_library_call(tmp_path, raw):
     manifest = prepare_dataset(raw, tmp_path / "out", layout=TINY, seed=11, warn=warnings.append)
     assert manifest.settings["split"]["seed"] == 11
     assert read_manifest(tmp_path / "out").settings == manifest.settings
-    assert len(warnings) == 1 and "'zz' has no outcome" in warnings[0]
+    assert "'zz' has no outcome" in warnings[0]
     expected = stratified_split(list(LABELS), list(LABELS.values()), seed=11)
     assert tuple(sorted(e.id for e in manifest.infants if e.split == "val")) == expected["val"]
+    # 3 CP infants in all: every split has one, too few for any interval; each split warns once
+    small = [size_warning(f"split {name!r}", *counts(expected[name])) for name in ("train", "val", "test")]
+    assert warnings[1:] == small and all(small)
+
+
+def counts(members) -> tuple[int, int]:
+    """(CP, non-CP) among ids of LABELS."""
+    positive = sum(LABELS[key] for key in members)
+    return positive, len(members) - positive
+
+
+def test_prepare_with_fixed_test_and_val_ids(tmp_path, raw, tiny_layout, capsys):
+    (tmp_path / "test.txt").write_text("# held out by the clinic\n03\n\n07  # twin\n00\n")
+    (tmp_path / "val.txt").write_text("01\n02\n")
+    ids = ["--test-ids", str(tmp_path / "test.txt"), "--val-ids", str(tmp_path / "val.txt")]
+    assert run(raw, tmp_path / "out", tiny_layout, *ids) == 0
+    out, err = capsys.readouterr()
+    manifest = read_manifest(tmp_path / "out")
+    split = {name: sorted(e.id for e in manifest.infants if e.split == name) for name in ("train", "val", "test")}
+    assert split["test"] == ["00", "03", "07"] and split["val"] == ["01", "02"] and len(split["train"]) == 7
+    assert manifest.settings["fixed_split"] == {"test": {"file": str(tmp_path / "test.txt"), "ids": ["03", "07", "00"]},
+                                                "val": {"file": str(tmp_path / "val.txt"), "ids": ["01", "02"]}}
+    assert f"test split fixed by {tmp_path / 'test.txt'} (3 ids)" in out
+    assert "warning: split 'val' has 0 CP and 2 non-CP infants" in err  # 00 is the only CP among the fixed
+    # only the test split fixed: the others are drawn from the rest with the seed
+    assert run(raw, tmp_path / "only", tiny_layout, "--test-ids", str(tmp_path / "test.txt")) == 0
+    only = read_manifest(tmp_path / "only")
+    assert sorted(e.id for e in only.infants if e.split == "test") == ["00", "03", "07"]
+    assert "val" not in only.settings["fixed_split"]
+
+
+@pytest.mark.parametrize("case", ["unknown id", "in both files", "missing file"])
+def test_prepare_bad_id_files(tmp_path, raw, tiny_layout, capsys, case):
+    test_file, val_file = tmp_path / "test.txt", tmp_path / "val.txt"
+    test_file.write_text("03\n" + ("x42\n" if case == "unknown id" else ""))
+    val_file.write_text("01\n" + ("03\n" if case == "in both files" else ""))
+    if case == "missing file":
+        val_file.unlink()
+    expected = {"unknown id": f"{test_file}: id 'x42' is not in the cohort",
+                "in both files": f"{val_file}: id '03' is also in {test_file}",
+                "missing file": f"{val_file}: id file not found"}[case]
+    with pytest.raises(SystemExit) as info:
+        run(raw, tmp_path / "out", tiny_layout, "--test-ids", str(test_file), "--val-ids", str(val_file))
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "out").exists()

@@ -1,4 +1,4 @@
-"""Preprocessing: resampling, gap filling and reports, median filter, centring and scaling, y flip."""
+"""Preprocessing: y-up input, resampling, gap filling and reports, median filter, centring and scaling, y flip."""
 
 from __future__ import annotations
 
@@ -219,6 +219,17 @@ def test_preprocess_static_body_puts_pelvis_at_origin_and_thorax_up():
     np.testing.assert_allclose(out[:, 2], 0.0, atol=1e-6)
     np.testing.assert_allclose(out[:, 1], [[0.0, 0.5]] * 20, atol=1e-6)  # trunk / (2 trunk), up
     np.testing.assert_allclose(out[:, 0], [[0.0, 1.0]] * 20, atol=1e-6)
+
+
+def test_y_up_flips_the_raw_y_first():
+    coords = np.tile(np.array([[0.5, 0.2], [0.5, 0.4], [0.5, 0.6]]), (20, 1, 1))  # image y down
+    coords[:, 0, 0] += np.linspace(0.0, 0.1, 20)
+    y_up = coords * np.array([1.0, -1.0]) + np.array([0.0, 3.0])  # the same body, y pointing up
+    expected = preprocess(rec(coords), TINY)
+    np.testing.assert_allclose(preprocess(rec(y_up), TINY, PreprocessConfig(y_up=True)), expected, atol=1e-6)
+    flipped = preprocess(rec(y_up), TINY)  # without the flag the body stands on its head
+    np.testing.assert_allclose(flipped[:, 0], expected[:, 0] * np.array([1.0, -1.0]), atol=1e-6)
+    assert PreprocessConfig().y_up is False
 
 
 def test_preprocess_resamples_60hz_linear_motion_exactly():

@@ -11,6 +11,7 @@ from jaxcp.core.errors import InputError
 from jaxcp.data.splits import (
     DEFAULT_VAL_FRACTION,
     SplitConfig,
+    fixed_split,
     fold_split,
     stratified_folds,
     stratified_split,
@@ -161,3 +162,41 @@ def test_small_split_warning_states_counts_and_interval_width():
     text = size_warning("split 'val'", 2, 7)
     assert "2 CP and 7 non-CP" in text and f"{proportion_ci_width(2):.2f}" in text and f"about {n} " in text
     assert size_warning("split 'val'", 5, 5) is None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Splits fixed by id files
+
+def test_fixed_test_split_and_the_rest_split_as_usual():
+    ids, labels = cohort(10, 30)
+    by_id = dict(zip(ids, labels, strict=True))
+    test = ("p000", "n005", "n006")
+    split = fixed_split(ids, labels, {"test": test}, SplitConfig(seed=4))
+    assert split["test"] == tuple(sorted(test))
+    rest = [i for i in ids if i not in test]
+    # the rest: val gets val_fraction / (1 - test_fraction) = 2/7 of each class, drawn with the seed
+    expected = stratified_split(rest, [by_id[i] for i in rest], 0.0, DEFAULT_VAL_FRACTION / 0.75, seed=4)
+    assert split["val"] == expected["val"] and split["train"] == expected["train"]
+    assert counts(split["val"], by_id) == (round(9 * 2 / 7), round(27 * 2 / 7))
+
+
+def test_fixed_val_and_both_fixed():
+    ids, labels = cohort(6, 14)
+    by_id = dict(zip(ids, labels, strict=True))
+    split = fixed_split(ids, labels, {"val": ("p001", "n002")}, SplitConfig(seed=1))
+    assert split["val"] == ("n002", "p001")
+    rest = [i for i in ids if i not in ("p001", "n002")]
+    fraction = 0.25 / (1 - DEFAULT_VAL_FRACTION)
+    assert split["test"] == stratified_split(rest, [by_id[i] for i in rest], fraction, 0.0, seed=1)["test"]
+    both = fixed_split(ids, labels, {"test": ("p000",), "val": ("n000", "n001")})
+    assert both == {"train": tuple(sorted(set(ids) - {"p000", "n000", "n001"})), "val": ("n000", "n001"),
+                    "test": ("p000",)}
+
+
+def test_fixed_split_bad_ids_name_the_file():
+    ids, labels = cohort(3, 5)
+    with pytest.raises(InputError, match="^test.txt: id 'x9' is not in the cohort"):
+        fixed_split(ids, labels, {"test": ("p000", "x9")}, sources={"test": "test.txt"})
+    with pytest.raises(InputError, match="^val.txt: id 'p000' is also in test.txt"):
+        fixed_split(ids, labels, {"test": ("p000",), "val": ("p000",)}, sources={"test": "test.txt",
+                                                                                  "val": "val.txt"})

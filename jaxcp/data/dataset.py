@@ -91,7 +91,11 @@ class InfantEntry:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Manifest:
-    """What `manifest.json` records about a processed dataset."""
+    """What `manifest.json` records about a processed dataset.
+
+    quality: the data check's section (`jaxcp.data.quality.quality_record`); empty for manifests written
+    before the check existed.
+    """
 
     jaxcp_version: str
     layout: dict
@@ -100,6 +104,7 @@ class Manifest:
     splits: tuple[str, ...]
     infants: tuple[InfantEntry, ...]
     skipped: tuple[dict, ...] = ()
+    quality: dict = dataclasses.field(default_factory=dict)
 
     @property
     def layout_name(self) -> str:
@@ -163,27 +168,36 @@ def write_manifest(directory: str | Path, manifest: Manifest) -> None:
         "infants": [dataclasses.asdict(e) for e in manifest.infants],
         "skipped": list(manifest.skipped),
     }
+    if manifest.quality:
+        data["quality"] = manifest.quality
     write_text(Path(directory) / MANIFEST, _json_lines(data))
 
 
 def _json_lines(data: dict) -> str:
     """JSON with one line per top-level key and one line per element of lists of records."""
+    return _json_block(data, " ") + "\n"
+
+
+def _json_block(data: dict, indent: str) -> str:
     parts = []
     for key, value in data.items():
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            inner = ",\n".join(f"  {json.dumps(item)}" for item in value)
-            parts.append(f" {json.dumps(key)}: [\n{inner}\n ]")
+            inner = ",\n".join(f"{indent} {json.dumps(item)}" for item in value)
+            parts.append(f"{indent}{json.dumps(key)}: [\n{inner}\n{indent}]")
+        elif key == "quality" and isinstance(value, dict) and value:  # a section: one line per entry
+            parts.append(f"{indent}{json.dumps(key)}: {_json_block(value, indent + ' ')}")
         else:
-            parts.append(f" {json.dumps(key)}: {json.dumps(value)}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            parts.append(f"{indent}{json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n" + indent[:-1] + "}"
 
 
 def new_manifest(layout: dict, fps: float, settings: dict, infants: Sequence[InfantEntry],
-                 skipped: Sequence[dict] = ()) -> Manifest:
+                 skipped: Sequence[dict] = (), quality: dict | None = None) -> Manifest:
     """A manifest for this jaxcp version; splits in train, val, test order."""
     present = {e.split for e in infants}
     splits = tuple(s for s in SPLIT_ORDER if s in present) + tuple(sorted(present - set(SPLIT_ORDER)))
-    return Manifest(__version__, layout, float(fps), settings, splits, tuple(infants), tuple(skipped))
+    return Manifest(__version__, layout, float(fps), settings, splits, tuple(infants), tuple(skipped),
+                    dict(quality or {}))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -207,7 +221,7 @@ def read_manifest(data_dir: str | Path) -> Manifest:
         infants = tuple(InfantEntry(**entry) for entry in data["infants"])
         return Manifest(
             str(data["jaxcp_version"]), dict(data["layout"]), float(data["fps"]), dict(data["settings"]),
-            tuple(data["splits"]), infants, tuple(data.get("skipped", ())),
+            tuple(data["splits"]), infants, tuple(data.get("skipped", ())), dict(data.get("quality") or {}),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"{path}: malformed manifest ({type(error).__name__}: {error})") from None

@@ -1,5 +1,8 @@
 """Preprocessing of one recording (AutoCP paper, section III-A; MovementOutcome's LEGACY pipeline).
 
+  0. Orientation: raw coordinates are image coordinates with y pointing down. With `y_up` (`prepare
+     --y-up`) the raw y points up and is negated first (y -> -y), so every later step, and the data
+     check, sees y down. Nothing downstream needs positive coordinates: the body is centred in step 3.
   1. Gaps and resampling: every joint coordinate is linearly interpolated over its observed frames and
      sampled at `target_fps` (positions 0, r, 2r, ... < T in source frames, r = fps / target_fps, as
      MovementOutcome); before the first and after the last observation the nearest value is held.
@@ -41,6 +44,7 @@ class PreprocessConfig:
         incomplete (its long gaps are otherwise interpolated as well, and counted).
       median_window: points of the temporal median filter (odd; 1 = off).
       trunk_multiple: coordinates are divided by this multiple of the median trunk length.
+      y_up: the raw y axis points up (not down, as image coordinates do): negate it before anything else.
     """
 
     target_fps: float = 30.0
@@ -48,6 +52,7 @@ class PreprocessConfig:
     max_missing_fraction: float = 0.2
     median_window: int = 5
     trunk_multiple: float = 2.0
+    y_up: bool = False
 
     def __post_init__(self):
         where = "preprocess"
@@ -100,7 +105,7 @@ def preprocess_recording(
     recording: Recording, layout: Layout, config: PreprocessConfig = PreprocessConfig()
 ) -> tuple[np.ndarray, GapReport]:
     """`preprocess` plus the recording's `GapReport`; raises `TooIncomplete` for too many long gaps."""
-    coords = np.asarray(recording.coords, np.float64)
+    coords = oriented(recording.coords, config)
     if coords.ndim != 3 or coords.shape[1:] != (layout.num_joints, 2) or coords.shape[0] == 0:
         expected = f"(T, {layout.num_joints}, 2)"
         raise InputError(f"{recording.source}: expected {expected} coordinates, got {coords.shape}")
@@ -117,6 +122,14 @@ def preprocess_recording(
     positions = resample_positions(coords.shape[0], recording.fps, config.target_fps)
     smooth = median_filter_time(interpolate_missing(coords, missing, positions), config.median_window)
     return normalize(smooth, center, config.trunk_multiple * trunk).astype(np.float32), report
+
+
+def oriented(coords: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """float64 copy of raw (T, V, 2) coordinates with y pointing down: y negated when `config.y_up`."""
+    out = np.array(coords, np.float64)
+    if config.y_up and out.ndim == 3 and out.shape[-1] == 2:
+        out[..., 1] *= -1.0
+    return out
 
 
 def max_gap_frames(max_gap_s: float, fps: float) -> int:

@@ -163,3 +163,49 @@ def size_warning(what: str, num_positive: int, num_negative: int, minimum: int =
             f"measured on {smaller} infants has a 95 % interval about {proportion_ci_width(smaller):.2f} wide; "
             f"about {infants_for_width()} infants per class are needed for an interval "
             f"{TARGET_CI_WIDTH:g} wide (+-{TARGET_CI_WIDTH / 2:g})")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Splits fixed by the user
+
+def fixed_split(
+    ids: Sequence[str],
+    labels: Sequence[int],
+    fixed: dict[str, Sequence[str]],
+    config: SplitConfig = SplitConfig(),
+    sources: dict[str, str] | None = None,
+) -> dict[str, tuple[str, ...]]:
+    """Like `stratified_split`, but the splits named in `fixed` ("test" and/or "val") hold exactly those ids.
+
+    The other infants are split as usual (stratified, seeded), keeping the default proportions among the
+    splits that are drawn: with a fixed test split, val gets val_fraction / (1 - test_fraction) of each
+    class of the rest; with a fixed val split, test gets test_fraction / (1 - val_fraction). Every fixed id
+    must be one of `ids`, and no id may be fixed twice: an InputError naming `sources[split]` (the id file).
+    """
+    sources = sources or {}
+    known = set(str(i) for i in ids)
+    taken: dict[str, str] = {}
+    for name in ("test", "val"):
+        for key in fixed.get(name, ()):
+            if key not in known:
+                raise InputError(f"{sources.get(name, name + ' ids')}: id {key!r} is not in the cohort "
+                                 f"(no usable, labelled recording with that id)")
+            if taken.get(key, name) != name:
+                other = sources.get(taken[key], taken[key] + " ids")
+                raise InputError(f"{sources.get(name, name + ' ids')}: id {key!r} is also in {other}; an "
+                                 f"infant can be in one split only")
+            taken[key] = name
+    rest = [(str(i), int(y)) for i, y in zip(ids, labels, strict=True) if str(i) not in taken]
+    rest_ids, rest_labels = [i for i, _ in rest], [y for _, y in rest]
+    if "test" in fixed and "val" in fixed:
+        drawn = {"train": tuple(sorted(rest_ids)), "val": (), "test": ()}
+    elif "test" in fixed:
+        fraction = min(config.val_fraction / (1 - config.test_fraction), 0.999)
+        drawn = stratified_split(rest_ids, rest_labels, 0.0, fraction, config.seed)
+    else:
+        fraction = min(config.test_fraction / (1 - config.val_fraction), 0.999)
+        drawn = stratified_split(rest_ids, rest_labels, fraction, 0.0, config.seed)
+    out = {name: list(drawn[name]) for name in SPLITS}
+    for key, name in taken.items():
+        out[name].append(key)
+    return {name: tuple(sorted(members)) for name, members in out.items()}
