@@ -208,6 +208,8 @@ class Search:
         [result] = self.exp.train(best.arch, [best.hparams], [seed], long=False, checkpoint_dir=out)
         if result.status == "failed":
             return None
+        self.log.line(f"the best candidate trained again: validation AUC {result.reward:.3f} (in the search "
+                      f"{best.reward:.3f}, the mean over its seeds)")  # fmt: skip
         atomic.write_text(out / "arch.yaml", self._arch_text(best.arch, best.hparams))
         return out
 
