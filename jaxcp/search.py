@@ -4,6 +4,9 @@
     python -m jaxcp.search --resume RUN_DIR
 
 With no arguments it runs the quick preset on a synthetic cohort generated under `data/synthetic/`.
+With `--data DIR` the search uses the data's own skeleton layout (its manifest) unless the config or
+`--set layout=...` names one. It warns when a split has few infants of a class, and ends with the best
+candidate's result on the held-out `test_split` next to the (optimistic) best validation AUC.
 The loop, the run folder and resuming are described in `jaxcp.nas.loop`: `--resume RUN_DIR` continues a
 search from its last checkpoint with the settings it was started with, training no finished student again.
 """
@@ -21,9 +24,12 @@ from jaxcp.core.config import dump_yaml, from_dict, load_yaml, resolve_config_pa
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.progress import ProgressLog
 from jaxcp.core.runtime import enable_compilation_cache, limit_malloc_arenas
-from jaxcp.data.skeleton import load_layout
+from jaxcp.data.dataset import Dataset, dataset_layout
+from jaxcp.data.skeleton import Layout, load_layout
+from jaxcp.data.splits import size_warning
 from jaxcp.data.synth import ensure_synthetic
 from jaxcp.nas.config import SearchConfig, load_search_config
+from jaxcp.nas.heldout import describe_best, describe_held_out, split_scorer
 from jaxcp.nas.loop import Search
 from jaxcp.nas.space import load_space
 from jaxcp.nas.state import StudentRecord
@@ -96,12 +102,34 @@ def resolve_run(args) -> tuple[SearchConfig, Path]:
     return config, run_dir
 
 
-def experiment_of(config: SearchConfig) -> Experiment:
-    """The config's data (or its synthetic cohort, generated on first use) on device."""
-    layout = load_layout(config.layout)
-    data_dir = config.data or ensure_synthetic(config.synthetic, config.seed, layout, SYNTHETIC_ROOT)
+def search_data(config: SearchConfig) -> tuple[Path, Layout]:
+    """The data folder (the synthetic cohort generated on first use when none is given) and its layout:
+    the config's `layout` when it names one, else the data's own (from its manifest)."""
+    if config.data is None:
+        layout = load_layout(config.layout)  # None: the default layout
+        return ensure_synthetic(config.synthetic, config.seed, layout, SYNTHETIC_ROOT), layout
+    data_dir = Path(config.data)
+    if not data_dir.exists():
+        raise InputError(f"{data_dir}: data folder not found")
+    return data_dir, load_layout(config.layout) if config.layout else dataset_layout(data_dir)
+
+
+def experiment_of(config: SearchConfig, data_dir: Path, layout: Layout) -> Experiment:
+    """The config's train and validation splits on device."""
     return load_experiment(data_dir, layout, config.student.student_config(), config.student.argmax_config(),
                            train_split=config.train_split, val_split=config.val_split)
+
+
+def split_warnings(experiment: Experiment) -> list[str]:
+    """A `size_warning` line for each of the train and validation splits that has few infants of a class."""
+    splits: tuple[tuple[str, Dataset], ...] = (("train", experiment.train_set), ("validation", experiment.val_set))
+    warnings = []
+    for name, dataset in splits:
+        positive = int(dataset.labels.sum())
+        warning = size_warning(f"the {name} split", positive, dataset.num_infants - positive)
+        if warning:
+            warnings.append(warning)
+    return warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,16 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, run_dir = resolve_run(args)
         space = load_space(resolve_config_path(config.space, "space"))
-        experiment = experiment_of(config)
+        data_dir, layout = search_data(config)
+        experiment = experiment_of(config, data_dir, layout)
+        held_out = split_scorer(data_dir, config.test_split)
     except InputError as error:
         exit_with(error)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(run_dir / "config.yaml", dump_yaml(config))
     enable_compilation_cache()
     log = SearchProgress(args.quiet, config.total_students)
-    log.line(f"search: {config.iterations} iterations, {config.total_students} students, run directory {run_dir}")
+    log.line(f"search: {config.iterations} iterations, {config.total_students} students, run directory {run_dir}; "
+             f"data {data_dir} (layout {layout.name})")
+    for warning in split_warnings(experiment):
+        log.warn(warning)
     try:
-        summary = Search(config, run_dir, experiment, space, log).run()
+        summary = Search(config, run_dir, experiment, space, log, held_out).run()
     except InputError as error:
         exit_with(error)
     finally:
@@ -138,7 +171,9 @@ def print_summary(summary: dict, run_dir: Path) -> None:
             print(f"{a['iteration']:>9} {a['reward']:>8.3f} {a['best_epoch']:>6}  {text}")
     best = summary["best"]
     if best is not None:
-        print(f"best validation AUC {best['reward']:.3f}; architecture written to {run_dir / 'best.yaml'}")
+        print(f"{describe_best(best)}; architecture written to {run_dir / 'best.yaml'}")
+    if summary.get("held_out") is not None:
+        print("\n".join(describe_held_out(summary["held_out"])))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from jaxcp.core.config import dump_yaml
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.progress import ProgressLog
 from jaxcp.core.runtime import DEFAULT_SEED, enable_compilation_cache
-from jaxcp.nas.space import read_arch
+from jaxcp.nas.space import read_arch_spec
 from jaxcp.training.run import PROGRESS_DIR, RunRequest, build_config, train_run
 from jaxcp.training.students import LONG_SCHEDULE, EpochReport
 
@@ -108,7 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=f"training settings (--set key=value) and their defaults:\n{settings}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("--arch", required=True, help="architecture file (arch: and hparams: sections)")
+    parser.add_argument("--arch", required=True, help="architecture file (arch: and hparams: sections; its "
+                        "features:, window: and hop:, when given, are the base training settings)")
     parser.add_argument(
         "--data", required=True, help="processed dataset folder (jaxcp prepare, or AutoCP npy)"
     )
@@ -149,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.seeds < 1 or args.save_every < 1:
             raise InputError("--seeds and --save-every must be at least 1")
-        arch, hparams = read_arch(args.arch, args.space)
-        config = build_config(args.epochs, args.overrides)
+        spec = read_arch_spec(args.arch, args.space)  # the arch file's features/window/hop are the base settings
+        arch, hparams = spec.arch, spec.hparams
+        config = build_config(args.epochs, args.overrides, spec.input_settings(), args.arch)
         seeds = tuple(args.seed + k for k in range(args.seeds))
         request = RunRequest(
             arch, hparams, config, seeds, str(Path(args.data).resolve()), args.train_split, args.val_split

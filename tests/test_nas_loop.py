@@ -6,11 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from jaxcp.core.config import CONFIG_DIR
 from jaxcp.data.skeleton import IN_MOTION_29
+from jaxcp.nas import loop
 from jaxcp.nas.config import load_search_config
-from jaxcp.nas.loop import Search
+from jaxcp.nas.heldout import count_ties, describe_best, describe_held_out
+from jaxcp.nas.loop import Search, student_seed
 from jaxcp.nas.space import load_space
 from jaxcp.training.students import StudentResult
 
@@ -27,18 +30,21 @@ class FakeExperiment:
 
     layout = IN_MOTION_29
 
-    def __init__(self, fail_after: int | None = None):
-        self.calls, self.fail_after = [], fail_after
+    def __init__(self, fail_after: int | None = None, cap: float | None = None):
+        self.calls, self.fail_after, self.cap = [], fail_after, cap
+        self.checkpoints = []  # where it was asked to save a model
 
     def train(self, arch, hparams, seeds, *, long=False, checkpoint_dir=None, on_epoch=None):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise Killed
         self.calls.append((arch.attention, arch.activation, tuple(seeds), long))
+        self.checkpoints.append(checkpoint_dir)
         results = []
         for hp, seed in zip(hparams, seeds, strict=True):
             noise = np.random.default_rng(seed).uniform(0, 0.05)
             reward = 0.5 + 0.3 * (arch.attention == "ja") + 0.1 * (arch.activation == "swish") + noise
             reward += 0.02 * (hp.optimizer == "adam")
+            reward = reward if self.cap is None else min(reward, self.cap)  # a cap makes ties
             results.append(StudentResult(reward=float(reward), status="ok", best_epoch=3, metrics={"auc": reward},
                                          history=[], seconds_compile=0.0, seconds_train=0.0, seconds_eval=0.0))
         return results
@@ -105,3 +111,91 @@ def test_random_search_samples_the_space_uniformly():
     state = steps.start_iteration(steps.init_state(SPACE, cfg), SPACE, cfg)
     expected = np.asarray(SPACE.sample_many(steps.iteration_key(cfg, 0), cfg.first_students))
     np.testing.assert_array_equal(np.array([c.actions for c in state.pending]), expected)
+
+
+class FakeTestSplit:
+    """A held-out split of 10 infants (3 CP) with fixed risks; records which models it scored."""
+
+    split = "test"
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    risk = np.array([0.9, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1, 0.1, 0.05, 0.45])
+
+    def __init__(self, data_dir):
+        self.data_dir, self.scored = data_dir, []
+
+    def __call__(self, checkpoint):
+        self.scored.append(checkpoint)
+        return self.labels, self.risk
+
+
+def exact_interval(k, n):
+    ci = stats.binomtest(k, n).proportion_ci(method="exact")
+    return [ci.low, ci.high]
+
+
+@pytest.mark.parametrize("strategy, argmax_epochs", [("reinforce", 5), ("random", 0)])
+def test_held_out_result_of_the_best_candidate(strategy, argmax_epochs, tmp_path, monkeypatch):
+    """The best candidate's model is scored on the held-out split once; the summary holds the numbers, the
+    ties and the candidates counted by hand; a finished search run again scores nothing again."""
+    monkeypatch.setattr(loop, "plot_search", lambda *args: None)  # slow, and tested above
+    cfg = load_search_config(str(CONFIG_DIR / "search" / "test.yaml"), [
+        f"controller.strategy={strategy}", "iterations=2", "first_students=6", "students=4",
+        f"student.argmax_epochs={argmax_epochs}"])  # fmt: skip
+    run_dir, test = tmp_path / "run", FakeTestSplit(tmp_path / "data")
+    experiment, log = FakeExperiment(cap=0.8), Log()
+    summary = Search(cfg, run_dir, experiment, SPACE, log, test).run()
+    students = [json.loads(line) for line in (run_dir / "students.jsonl").read_text().splitlines()]
+    rewards = [s["reward"] for s in students] + [a["reward"] for a in summary["argmax"]]
+    best = max(rewards)
+    assert summary["best"]["reward"] == best
+    assert summary["best"]["candidates"] == len(students) + argmax_epochs // 5 * cfg.iterations
+    assert summary["best"]["ties"] == sum(round(r, 3) == round(best, 3) for r in rewards) > 1
+    # the model scored: the best argmax candidate's, or a best student trained again into best_model/
+    assert ("checkpoint" in summary["best"]) == bool(argmax_epochs)  # both kinds of best candidate occur
+    if argmax_epochs:
+        assert test.scored == [run_dir / summary["best"]["checkpoint"]]
+    else:
+        assert test.scored == [run_dir / "best_model"] and experiment.checkpoints[-1] == run_dir / "best_model"
+        assert experiment.calls[-1][2] == (student_seed(cfg.seed, summary["best"]["id"], 0),)
+    held = summary["held_out"]
+    # by hand: 3 CP x 7 non-CP pairs, the CP risks 0.9, 0.6, 0.3 beat 7, 6 and 4 of the non-CP risks
+    assert held["auc"] == pytest.approx(17 / 21)
+    assert (held["num_infants"], held["num_cp"], held["num_non_cp"], held["split"]) == (10, 3, 7, "test")
+    # at 0.5: TP 2 (0.9, 0.6), FN 1, TN 6 (all but 0.7), FP 1
+    assert (held["sensitivity"], held["specificity"], held["accuracy"]) == pytest.approx((2 / 3, 6 / 7, 8 / 10))
+    assert held["sensitivity_ci"] == pytest.approx(exact_interval(2, 3))
+    assert held["specificity_ci"] == pytest.approx(exact_interval(6, 7))
+    assert held["accuracy_ci"] == pytest.approx(exact_interval(8, 10))
+    low, high = held["auc_ci"]
+    assert 0.3 < low < 17 / 21 < high <= 1.0
+    assert "held-out split 'test' has 3 CP and 7 non-CP infants" in held["warning"]
+    assert held["advice"] == (f"the cohort is small: estimate the architecture's performance with "
+                              f"`jaxcp crossval --arch {run_dir / 'best.yaml'} --data {tmp_path / 'data'}`")
+    assert json.loads((run_dir / "summary.json").read_text())["held_out"] == held
+    printed = describe_held_out(held)
+    assert printed[0].startswith("held-out result on split 'test' (10 infants: 3 CP, 7 non-CP;")
+    assert "AUC 0.810 (95 % CI" in printed[0] and "sensitivity 0.667" in printed[0]
+    assert printed[1].startswith("warning: ") and printed[2] == held["advice"]
+    # a finished search, run again, neither trains nor scores again and reports the same
+    again_experiment, again_test = FakeExperiment(cap=0.8), FakeTestSplit(tmp_path / "data")
+    again = Search(cfg, run_dir, again_experiment, SPACE, Log(), again_test).run()
+    assert again == summary and again_experiment.calls == [] and again_test.scored == []
+
+
+def test_held_out_skipped_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "plot_search", lambda *args: None)
+    cfg = load_search_config(str(CONFIG_DIR / "search" / "test.yaml"), ["iterations=1", "student.argmax_epochs=0"])
+    summary = Search(cfg, tmp_path / "run", FakeExperiment(), SPACE, Log(), "the data have no 'test' split").run()
+    assert summary["held_out"] == {"skipped": "the data have no 'test' split"}
+    assert describe_held_out(summary["held_out"]) == ["held-out result: none (the data have no 'test' split)"]
+
+
+def test_count_ties_at_three_decimals():
+    # 0.8666 and 0.8674 round to 0.867 with the best 0.867; 0.8664 -> 0.866; NaN is not validated
+    assert count_ties([0.8666, 0.8674, 0.867, 0.8664, 0.5, float("nan")]) == (3, 5)
+    assert count_ties([1.0, 1.0, 0.9996, 0.9994]) == (3, 4)
+    assert count_ties([]) == (0, 0)
+    best = {"reward": 0.8666, "ties": 3, "candidates": 5}
+    assert describe_best(best) == ("best validation AUC 0.867 (optimistic: the maximum over 5 validated candidates; "
+                                   "3 tied at that value)")
+    assert "no tie" in describe_best({"reward": 0.9, "ties": 1, "candidates": 5})

@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 
 from jaxcp import search
+from jaxcp.clinical.evaluation import predict_split
+from jaxcp.clinical.metrics import roc_auc
+from jaxcp.clinical.predictor import load_checkpoint
 from jaxcp.core.config import resolve_config_path
+from jaxcp.data.dataset import load_dataset
 from jaxcp.nas.config import load_search_config
-from jaxcp.nas.space import load_arch_file, load_space
+from jaxcp.nas.space import load_space, read_arch_spec
 from jaxcp.nas.state import decode, group_candidates
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +65,7 @@ def test_group_students_by_arch_and_batch():
     assert [len(g) for g in group_candidates(tuple(decode(space, i, base) for i in range(13)))] == [8, 4, 1]
 
 
-def test_tiny_search_writes_everything(full_run):
+def test_tiny_search_writes_everything(full_run, workdir):
     run_dir, out = full_run
     config = load_search_config(TEST_CONFIG)
     students = read_students(run_dir)
@@ -75,17 +79,34 @@ def test_tiny_search_writes_everything(full_run):
     for entry in probabilities:
         for p in entry["probabilities"]:
             assert abs(sum(p) - 1) < 1e-5
-    arch, hparams = load_arch_file(run_dir / "best.yaml")
-    assert "--set features.streams=VA" in (run_dir / "best.yaml").read_text().splitlines()[0]
+    best = read_arch_spec(run_dir / "best.yaml", str(resolve_config_path(config.space, "space")))
+    assert (best.features, best.window, best.hop) == (config.student.features, 30, 15)  # found with these
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["best"]["arch"]["activation"] == arch.activation
+    assert summary["best"]["arch"]["activation"] == best.arch.activation
+    assert summary["best"]["candidates"] == len(students) + len(summary["argmax"])
+    rewards = [s["reward"] for s in students] + [a["reward"] for a in summary["argmax"]]
+    assert summary["best"]["ties"] == sum(round(r, 3) == round(max(rewards), 3) for r in rewards)
+    # the held-out result: the best candidate's model on the test split, numbers as `evaluate` gives them
+    held, data_dir = summary["held_out"], Path(re.search(r"; data (\S+) \(layout", out).group(1))
+    test_set = load_dataset(workdir / data_dir, "test")
+    assert (held["split"], held["num_infants"], held["num_cp"]) == ("test", test_set.num_infants,
+                                                                   int(test_set.labels.sum()))  # fmt: skip
+    model = run_dir / held["model"]
+    assert model == (run_dir / summary["best"]["checkpoint"] if "checkpoint" in summary["best"]
+                     else run_dir / "best_model")  # fmt: skip
+    _, output = predict_split([load_checkpoint(model)], workdir / data_dir, "test")
+    assert held["auc"] == pytest.approx(roc_auc(test_set.labels, output.risk))
+    assert "advice" in held and "jaxcp crossval --arch" in held["advice"]  # 24 infants: a small cohort
     assert len(summary["argmax"]) == config.iterations
     for a in summary["argmax"]:
         meta = json.loads((run_dir / a["checkpoint"] / "meta.json").read_text())
         assert meta["features"]["streams"] == "VA"  # the argmax candidates train on the configured streams
     assert (run_dir / "rewards.png").stat().st_size > 1000
     assert (run_dir / "controller_probabilities.png").stat().st_size > 1000
-    assert "best validation AUC" in out
+    assert re.search(r"best validation AUC \d\.\d{3} \(optimistic: the maximum over \d+ validated candidates", out)
+    assert "(layout in-motion-29)" in out  # the synthetic cohort's default layout
+    assert "\nheld-out result on split 'test' (" in out and held["advice"] in out
+    assert re.search(r"^warning: the validation split has \d+ CP and \d+ non-CP infants", out, flags=re.M)
 
 
 def test_killed_search_resumes_to_the_same_state(full_run, workdir):
@@ -146,3 +167,26 @@ def test_student_features_setting_reaches_the_training_configs(tmp_path, capsys)
         search.main(["--config", TEST_CONFIG, "--out", str(tmp_path / "run"), "--set", "student.features.streams=XY"])
     assert exit_info.value.code == 2 and "features.streams" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_search_takes_the_layout_of_the_data(tmp_path, capsys):
+    """--data DIR: the layout of its manifest, unless the config names one (then a mismatch is an error)."""
+    from data_fixtures import TINY, make_raw_dir
+
+    from jaxcp.data.prepare import prepare_dataset
+
+    labels = {f"{k:02d}": int(k < 6) for k in range(16)}
+    data_dir = tmp_path / "processed"
+    prepare_dataset(make_raw_dir(tmp_path / "raw", TINY, labels), data_dir, layout=TINY)
+    config = load_search_config(TEST_CONFIG, [f"data={data_dir}"])
+    assert config.layout is None and load_search_config("quick").layout is None
+    found, layout = search.search_data(config)
+    assert found == data_dir and (layout.name, layout.joints, layout.edges) == (TINY.name, TINY.joints, TINY.edges)
+    explicit = load_search_config(TEST_CONFIG, [f"data={data_dir}", "layout=in-motion-29"])
+    assert search.search_data(explicit)[1].name == "in-motion-29"
+    with pytest.raises(SystemExit) as exit_info:
+        search.main(["--config", TEST_CONFIG, "--data", str(data_dir), "--set", "layout=in-motion-29",
+                     "--out", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "data use layout 'tiny', the config asks for 'in-motion-29'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

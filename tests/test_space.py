@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from jaxcp.core.errors import InputError
+from jaxcp.data.features import FeatureConfig
 from jaxcp.model.arch import ARCH_DECISIONS
-from jaxcp.nas.space import DEFAULT_SPACE, arch_file_text, load_arch_file, load_space
+from jaxcp.nas.space import (
+    DEFAULT_SPACE,
+    ArchFile,
+    arch_file_text,
+    load_arch_file,
+    load_space,
+    read_arch,
+    read_arch_spec,
+)
+from jaxcp.training.archfile import parse_arch_file
 from jaxcp.training.hparams import HPARAM_DECISIONS, HParams
 
 BEST_FILE = DEFAULT_SPACE.parents[1] / "arch" / "autocp_best.yaml"
@@ -231,3 +241,70 @@ def test_choices_come_from_the_model_and_optimizer_tables():
     paper = {d.name: set(d.choices) for d in load_space().decisions}
     assert paper["conv"] == set(CONVS) and paper["attention"] == set(ATTENTIONS)
     assert paper["activation"] == set(ACTIVATIONS) and paper["optimizer"] == set(OPTIMIZERS)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Arch files carry the input the candidate was found with
+
+FOUND_WITH = FeatureConfig(streams="VA", relative_joint=2, filter_order=4, filter_cutoff=0.25, use_filter=False)
+
+
+def test_arch_file_input_settings_round_trip(tmp_path, space):
+    arch, hp = load_arch_file(BEST_FILE)
+    path = tmp_path / "arch.yaml"
+    path.write_text(arch_file_text(arch, hp, FOUND_WITH, window=90, hop=45))
+    assert parse_arch_file(path) == ArchFile(arch, hp, FOUND_WITH, 90, 45)
+    assert read_arch_spec(path, "autocp") == ArchFile(arch, hp, FOUND_WITH, 90, 45)
+    assert load_arch_file(path) == read_arch(path, "none") == (arch, hp)  # the candidate alone, as before
+    assert parse_arch_file(path).input_settings() == {
+        "features": {"streams": "VA", "relative_joint": 2, "filter_order": 4, "filter_cutoff": 0.25,
+                     "use_filter": False}, "window": 90, "hop": 45}  # fmt: skip
+    # without them: nothing, as before (the paper's file has none)
+    assert parse_arch_file(BEST_FILE) == ArchFile(arch, hp)
+    assert parse_arch_file(BEST_FILE).input_settings() == {}
+    assert "features" not in arch_file_text(arch, hp)
+    partial = tmp_path / "partial.yaml"
+    partial.write_text(BEST_FILE.read_text() + "features:\n  streams: J\n")
+    assert parse_arch_file(partial).features == FeatureConfig(streams="J")  # the rest: the defaults
+    assert parse_arch_file(partial).window is None
+
+
+@pytest.mark.parametrize("block, message", [
+    ("features:\n  streams: XY\n", "features.streams 'XY'"),
+    ("features:\n  width: 3\n", "features: unknown key 'width'"),
+    ("features:\n  use_filter: maybe\n", "features: use_filter: expected true or false"),
+    ("features: V\n", "features must be a mapping"),
+    ("window: 2\n", "window must be an integer >= 3"),
+    ("hop: 1.5\n", "hop must be an integer >= 1"),
+    ("inputs:\n  window: 90\n", "unknown section 'inputs'"),
+])
+def test_arch_file_bad_input_settings_name_the_file(tmp_path, block, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BEST_FILE.read_text() + block)
+    with pytest.raises(InputError, match=message) as info:
+        read_arch_spec(path, "none")
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_train_uses_the_arch_file_settings_and_set_overrides_them(tmp_path, monkeypatch):
+    """`jaxcp train`'s request (what its run folder's config.yaml shows) starts from the arch file's
+    features, window and hop; `--set` overrides them; a file without them keeps the defaults."""
+    from jaxcp import train
+    from jaxcp.training.students import LONG_SCHEDULE
+
+    requests = []
+    monkeypatch.setattr(train, "train_run", lambda request, out, **kwargs: requests.append(request) or
+                        {"epochs": 0, "seconds_compile": 0, "seconds_train": 0, "seconds_eval": 0, "seeds": []})
+    arch, hp = load_arch_file(BEST_FILE)
+    path = tmp_path / "arch.yaml"
+    path.write_text(arch_file_text(arch, hp, FOUND_WITH, window=90, hop=45))
+    base = ["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--epochs", "2"]
+    assert train.main(["--arch", str(path), *base]) == 0
+    assert train.main(["--arch", str(path), *base, "--set", "features.streams=J", "--set", "window=60"]) == 0
+    assert train.main(["--arch", str(BEST_FILE), *base]) == 0
+    found, overridden, plain = (r.config for r in requests)
+    assert (found.features, found.window, found.hop, found.epochs) == (FOUND_WITH, 90, 45, 2)
+    assert overridden.features == dataclasses.replace(FOUND_WITH, streams="J")  # the file's other settings stay
+    assert (overridden.window, overridden.hop) == (60, 45)
+    assert (plain.features, plain.window, plain.hop) == (LONG_SCHEDULE.features, LONG_SCHEDULE.window,
+                                                         LONG_SCHEDULE.hop)  # fmt: skip

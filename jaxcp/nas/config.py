@@ -46,10 +46,11 @@ class StudentSettings(TrainConfig):
 class SearchConfig:
     seed: int = DEFAULT_SEED
     space: str = "autocp"  # a name under configs/space/ or a YAML path
-    layout: str = "in-motion-29"
+    layout: str | None = None  # None: the data's own (its manifest); the synthetic cohort: in-motion-29
     data: str | None = None  # processed dataset folder; None: synthetic cohort
     train_split: str = "train"
     val_split: str = "val"
+    test_split: str | None = "test"  # held-out infants for the best candidate's result; None or "": none
     iterations: int = 15  # controller updates
     first_students: int = 20
     students: int = 30
@@ -71,6 +72,9 @@ class SearchConfig:
         for key, value in positive.items():
             if value < 1:
                 raise InputError(f"search config: {key} must be at least 1, got {value}")
+        if self.test_split and self.test_split in (self.train_split, self.val_split):
+            raise InputError(f"search config: test_split {self.test_split!r} must be held out: not the train "
+                             f"or validation split")
 
     @property
     def total_students(self) -> int:

@@ -4,7 +4,9 @@ Iteration 0 trains `first_students` students sampled from the controller's polic
 `students`; students of one iteration that share architecture and batch size are trained together
 (vmapped). After each iteration the controller takes one REINFORCE step on the fresh rollouts plus a replay
 batch, the students above the replay threshold enter the replay memory, and the policy's argmax candidate
-is trained for the long schedule and recorded.
+is trained for the long schedule and recorded. After the last iteration the best candidate (the one
+best.yaml names) is scored on held-out infants (`jaxcp.nas.heldout`): an argmax candidate from its saved
+model, a student after training it once more, alone, with its first seed (students keep no model).
 
 The state is checkpointed with Orbax after every group of students and after every update, so a search run
 again on its folder trains no finished student again and, on CPU with the same seed, ends in the same
@@ -14,8 +16,12 @@ controller state as an uninterrupted run. The run folder holds:
     checkpoints/                  the search state (`jaxcp.nas.checkpoint`)
     students.jsonl                one record per trained student, rewritten after every group
     argmax/iteration_<i>/         each iteration's argmax candidate: model checkpoint and arch.yaml
-    best.yaml                     the best validated candidate (argmax candidates and students together)
-    summary.json, controller_probabilities.json, rewards.png, controller_probabilities.png
+    best.yaml                     the best validated candidate (argmax candidates and students together),
+                                  with the input settings it was found with (features, window, hop)
+    best_model/                   the best candidate's model when it is a student (for the held-out step)
+    summary.json                  students, iterations, "best" (its record, "ties", "candidates"),
+                                  "held_out" (its result on the held-out split), "argmax"
+    controller_probabilities.json, rewards.png, controller_probabilities.png
 """
 
 from __future__ import annotations
@@ -28,16 +34,17 @@ import numpy as np
 
 from jaxcp.core import atomic
 from jaxcp.core.config import jsonable
-from jaxcp.data.features import FeatureConfig
+from jaxcp.core.errors import InputError
 from jaxcp.data.windows import WINDOW
 from jaxcp.model.arch import Arch
 from jaxcp.model.counting import complexity
 from jaxcp.nas import state as steps
 from jaxcp.nas.checkpoint import SearchCheckpoints
 from jaxcp.nas.config import SearchConfig
+from jaxcp.nas.heldout import HeldOutScorer, count_ties, held_out_result
 from jaxcp.nas.plots import plot_search
 from jaxcp.nas.space import SearchSpace
-from jaxcp.nas.state import ArgmaxRecord, Candidate, SearchState, StudentRecord
+from jaxcp.nas.state import ArgmaxRecord, Candidate, Record, SearchState, StudentRecord
 from jaxcp.training.archfile import arch_file_text
 from jaxcp.training.experiment import Experiment
 from jaxcp.training.students import StudentResult
@@ -75,11 +82,15 @@ def student_record(candidate: Candidate, iteration: int, results: list[StudentRe
 
 
 class Search:
-    """One search run in `run_dir`; `run()` continues from the latest checkpoint if there is one."""
+    """One search run in `run_dir`; `run()` continues from the latest checkpoint if there is one.
+
+    `held_out` scores the best candidate's model on held-out infants, or is the reason why there are none.
+    """
 
     def __init__(self, config: SearchConfig, run_dir: Path, experiment: Experiment, space: SearchSpace,
-                 log: SearchLog):
+                 log: SearchLog, held_out: HeldOutScorer | str = "no held-out split given"):
         self.config, self.run_dir, self.exp, self.space, self.log = config, run_dir, experiment, space, log
+        self.held_out = held_out
         self.checkpoints = SearchCheckpoints(run_dir / "checkpoints")
         self._counts: dict[Arch, dict] = {}
         self.state = self.checkpoints.restore(steps.init_state(space, config), space, log)
@@ -93,6 +104,8 @@ class Search:
                 if self.state.phase == "argmax":
                     self._train_argmax()
                 self._advance(steps.next_iteration(self.state))
+            if self.state.held_out is None:
+                self._advance(steps.set_held_out(self.state, jsonable(self._held_out())))
             return self._finish()
         finally:
             self.checkpoints.close()
@@ -146,7 +159,7 @@ class Search:
         out = self.run_dir / "argmax" / f"iteration_{it:03d}"
         seed = student_seed(self.config.seed, ARGMAX_ID + it, 0)
         [result] = self.exp.train(candidate.arch, [candidate.hparams], [seed], long=True, checkpoint_dir=out)
-        atomic.write_text(out / "arch.yaml", arch_file_text(candidate.arch, candidate.hparams))
+        atomic.write_text(out / "arch.yaml", self._arch_text(candidate.arch, candidate.hparams))
         record = ArgmaxRecord(
             iteration=it, actions=candidate.actions, arch=candidate.arch, hparams=candidate.hparams,
             reward=result.reward, status=result.status, best_epoch=result.best_epoch,
@@ -156,16 +169,59 @@ class Search:
         self._advance(steps.add_argmax(self.state, record))
         self.log.line(f"iteration {it}: argmax candidate validation AUC {result.reward:.3f}")
 
+    def _arch_text(self, arch: Arch, hparams) -> str:
+        """An arch file with the input settings the candidates were trained with."""
+        student = self.config.student
+        return arch_file_text(arch, hparams, student.features, student.window, student.hop)
+
+    def _held_out(self) -> dict:
+        """The best candidate's result on the held-out split, or {"skipped": reason}."""
+        best = steps.best_record(self.state)
+        if best is None:
+            return {"skipped": "no candidate was validated"}
+        if isinstance(self.held_out, str):
+            return {"skipped": self.held_out}
+        model = self._best_model(best)
+        if model is None:
+            return {"skipped": "training the best candidate again failed"}
+        self.log.line(f"scoring the best candidate ({model.relative_to(self.run_dir)}) on the held-out split "
+                      f"{self.held_out.split!r}")  # fmt: skip
+        try:
+            labels, risk = self.held_out(model)
+        except InputError as error:  # e.g. an empty split: the search's results stand without it
+            self.log.warn(f"held-out step skipped: {error}")
+            return {"skipped": str(error)}
+        result = held_out_result(labels, risk, self.held_out.split, str(model.relative_to(self.run_dir)))
+        if result["warning"]:
+            result["advice"] = (f"the cohort is small: estimate the architecture's performance with "
+                                f"`jaxcp crossval --arch {self.run_dir / 'best.yaml'} --data {self.held_out.data_dir}`")
+        return result
+
+    def _best_model(self, best: Record) -> Path | None:
+        """The folder of the best candidate's model: an argmax candidate's saved one, or a student trained
+        again (alone, its first seed, the students' schedule) into best_model/; None when that fails."""
+        if isinstance(best, ArgmaxRecord):
+            return self.run_dir / best.checkpoint
+        out = self.run_dir / "best_model"
+        self.log.line(f"training the best candidate (student {best.id}) again to keep its model")
+        seed = student_seed(self.config.seed, best.id, 0)
+        [result] = self.exp.train(best.arch, [best.hparams], [seed], long=False, checkpoint_dir=out)
+        if result.status == "failed":
+            return None
+        self.log.line(f"the best candidate trained again: validation AUC {result.reward:.3f} (in the search "
+                      f"{best.reward:.3f}, the mean over its seeds)")  # fmt: skip
+        atomic.write_text(out / "arch.yaml", self._arch_text(best.arch, best.hparams))
+        return out
+
     def _finish(self) -> dict:
         best = steps.best_record(self.state)
+        summary_best = None
         if best is not None:
-            text = arch_file_text(best.arch, best.hparams)
-            streams = self.config.student.features.streams
-            if streams != FeatureConfig().streams:
-                text = f"# found with input streams {streams}: train it with --set features.streams={streams}\n" + text
-            atomic.write_text(self.run_dir / "best.yaml", text)
+            atomic.write_text(self.run_dir / "best.yaml", self._arch_text(best.arch, best.hparams))
+            ties, count = count_ties(r.reward for r in steps.validated(self.state))
+            summary_best = {**best.to_json(), "ties": ties, "candidates": count}
         summary = {"students": len(self.state.students), "iterations": self.state.iteration,
-                   "best": None if best is None else best.to_json(),
+                   "best": summary_best, "held_out": self.state.held_out,
                    "argmax": [a.to_json() for a in self.state.argmax]}  # fmt: skip
         atomic.write_text(self.run_dir / "summary.json", json.dumps(jsonable(summary), indent=2))
         atomic.write_text(self.run_dir / "controller_probabilities.json",

@@ -7,7 +7,8 @@ by the field's rule (so only layer types the model implements can be listed):
 `decode(indices) -> (Arch, HParams)` and `encode(arch, hparams) -> indices` round-trip by field name, never
 by dict order.
 
-Arch files (`jaxcp.training.archfile`) are checked against a space with `load_arch_file`.
+Arch files (`jaxcp.training.archfile`) are checked against a space with `load_arch_file` (the candidate) or
+`read_arch_spec` (the candidate and the input settings it was found with).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from jaxcp.core.config import CONFIG_DIR, load_yaml, resolve_config_path
 from jaxcp.core.errors import InputError
 from jaxcp.core.fields import Rule, check_keys, check_sections, check_value
 from jaxcp.model.arch import ARCH_DECISIONS, ARCH_RULES, Arch
-from jaxcp.training.archfile import arch_file_text, read_arch_file
+from jaxcp.training.archfile import ArchFile, arch_file_text, parse_arch_file, read_arch_file
 from jaxcp.training.hparams import HPARAM_DECISIONS, HPARAM_RULES, HParams
 
-__all__ = ["DEFAULT_SPACE", "Decision", "SearchSpace", "arch_file_text", "load_arch_file", "load_space",
-           "read_arch", "read_arch_file"]
+__all__ = ["DEFAULT_SPACE", "ArchFile", "Decision", "SearchSpace", "arch_file_text", "load_arch_file", "load_space",
+           "read_arch", "read_arch_file", "read_arch_spec"]
 
 DEFAULT_SPACE = CONFIG_DIR / "space" / "autocp.yaml"
 
@@ -175,16 +176,26 @@ def load_arch_file(path: str | Path, space: SearchSpace | None = None) -> tuple[
     """Read an arch file whose candidate must lie in `space` (default: the paper's); unknown keys, missing
     keys and values outside the space name the file and key."""
     arch, hparams = read_arch_file(path)
-    space = space if space is not None else load_space()
-    for section, obj, decisions in (("arch", arch, space.arch), ("hparams", hparams, space.hparams)):
-        for d in decisions:
-            d.index(getattr(obj, d.name), f"{path}: {section}")
+    check_in_space(arch, hparams, space if space is not None else load_space(), path)
     return arch, hparams
 
 
+def check_in_space(arch: Arch, hparams: HParams, space: SearchSpace, path: str | Path) -> None:
+    for section, obj, decisions in (("arch", arch, space.arch), ("hparams", hparams, space.hparams)):
+        for d in decisions:
+            d.index(getattr(obj, d.name), f"{path}: {section}")
+
+
+def read_arch_spec(path: str | Path, space: str) -> ArchFile:
+    """An arch file with its input settings (`features`, `window`, `hop`), its candidate checked against a
+    search space given by name or file (`none`: only the values' own rules)."""
+    spec = parse_arch_file(path)
+    if space != "none":
+        check_in_space(spec.arch, spec.hparams, load_space(resolve_config_path(space, "space")), path)
+    return spec
+
+
 def read_arch(path: str | Path, space: str) -> tuple[Arch, HParams]:
-    """An arch file checked against a search space given by name or file (`none`: only the values' own
-    rules)."""
-    if space == "none":
-        return read_arch_file(path)
-    return load_arch_file(path, load_space(resolve_config_path(space, "space")))
+    """The candidate of `read_arch_spec` (arch and hparams)."""
+    spec = read_arch_spec(path, space)
+    return spec.arch, spec.hparams

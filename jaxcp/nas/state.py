@@ -7,6 +7,7 @@
     state, info = update_controller(state, config)        # REINFORCE + replay, phase -> "argmax" or "done"
     state = add_argmax(state, record)                      # the long candidate, phase -> "done"
     state = next_iteration(state)
+    state = set_held_out(state, result)                    # after the last iteration: the held-out result
 
 No step touches files, clocks or training: the loop (`jaxcp.nas.loop`) does those and checkpoints the state
 after every step that changes it (`jaxcp.nas.checkpoint`), so resuming is restoring the state and calling the
@@ -118,7 +119,8 @@ class SearchState:
 
     controller, replay: array state (pytrees); pending: the current iteration's candidates (None before
     they are sampled); probabilities: per finished iteration, the policy after it and how it went,
-    ({"iteration": i, "probabilities": [[p, ...] per decision], "entropy": nats, "mean_reward": r}, ...).
+    ({"iteration": i, "probabilities": [[p, ...] per decision], "entropy": nats, "mean_reward": r}, ...);
+    held_out: the summary's "held_out" entry (`jaxcp.nas.heldout`), None until the held-out step ran.
     """
 
     controller: ControllerState
@@ -129,6 +131,7 @@ class SearchState:
     students: tuple[StudentRecord, ...] = ()
     argmax: tuple[ArgmaxRecord, ...] = ()
     probabilities: tuple[dict, ...] = ()
+    held_out: dict | None = None  # the best candidate on held-out infants, once the iterations are done
 
     def __post_init__(self):
         if self.phase not in PHASES:
@@ -258,6 +261,10 @@ def next_iteration(state: SearchState) -> SearchState:
     return dataclasses.replace(state, iteration=state.iteration + 1, phase="students", pending=None)
 
 
+def set_held_out(state: SearchState, result: dict) -> SearchState:
+    return dataclasses.replace(state, held_out=result)
+
+
 def finished(state: SearchState, config: SearchConfig) -> bool:
     """All iterations done, or an argmax candidate reached the target AUC."""
     target = config.target_auc
@@ -265,9 +272,14 @@ def finished(state: SearchState, config: SearchConfig) -> bool:
     return state.iteration >= config.iterations or reached
 
 
+def validated(state: SearchState) -> list[Record]:
+    """The validated candidates: argmax candidates and students that did not fail."""
+    return [r for r in (*state.argmax, *state.students) if r.status != "failed"]
+
+
 def best_record(state: SearchState) -> Record | None:
     """The best validated candidate: argmax candidates and students together, by validation AUC."""
-    ok = [r for r in (*state.argmax, *state.students) if r.status != "failed"]
+    ok = validated(state)
     return max(ok, key=lambda r: r.reward) if ok else None
 
 
@@ -279,7 +291,7 @@ def state_document(state: SearchState) -> dict:
     pending = None if state.pending is None else [{"id": c.id, "actions": list(c.actions)} for c in state.pending]
     return {"iteration": state.iteration, "phase": state.phase, "pending": pending,
             "students": [s.to_json() for s in state.students], "argmax": [a.to_json() for a in state.argmax],
-            "probabilities": list(state.probabilities)}  # fmt: skip
+            "probabilities": list(state.probabilities), "held_out": state.held_out}  # fmt: skip
 
 
 def state_from_document(document: dict, arrays: dict, space: SearchSpace) -> SearchState:
@@ -293,4 +305,5 @@ def state_from_document(document: dict, arrays: dict, space: SearchSpace) -> Sea
         students=tuple(StudentRecord.from_json(s) for s in document["students"]),
         argmax=tuple(ArgmaxRecord.from_json(a) for a in document["argmax"]),
         probabilities=tuple(document["probabilities"]),
+        held_out=document.get("held_out"),
     )

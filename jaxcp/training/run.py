@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +76,13 @@ def seed_dir(out_dir: Path, index: int) -> Path:
     return out_dir / f"seed_{index}"
 
 
-def build_config(epochs: int | None, overrides: list[str]) -> TrainConfig:
-    """The long schedule, then `--set key=value` overrides, then `--epochs`."""
+def build_config(epochs: int | None, overrides: list[str], base: Mapping | None = None,
+                 source: str = "defaults") -> TrainConfig:
+    """The long schedule, then the `base` settings (an arch file's input settings, read from `source`:
+    `ArchFile.input_settings()`), then `--set key=value` overrides, then `--epochs`."""
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs {epochs}: must be at least 1")
-    config = with_overrides(TrainConfig, to_dict(LONG_SCHEDULE), "defaults", overrides)
+    config = with_overrides(TrainConfig, {**to_dict(LONG_SCHEDULE), **(base or {})}, source, overrides)
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     checks = {
