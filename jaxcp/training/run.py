@@ -141,7 +141,8 @@ def start_run_folder(out_dir: Path, request: RunRequest, run_json: dict) -> None
     """Clear what an earlier run left (models, training state, summary), then write what is asked."""
     for path in [out_dir / SUMMARY_FILE, out_dir / PROGRESS_DIR, *out_dir.glob("seed_*")]:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    atomic.write_text(out_dir / "arch.yaml", arch_file_text(request.arch, request.hparams))
+    atomic.write_text(out_dir / "arch.yaml", arch_file_text(request.arch, request.hparams, request.config.features,
+                                                           request.config.window, request.config.hop))
     atomic.write_text(out_dir / "config.yaml", dump_yaml(request.config))
     atomic.write_text(out_dir / RUN_FILE, json.dumps(run_json, indent=2))
 
