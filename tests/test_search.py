@@ -177,7 +177,7 @@ def test_search_takes_the_layout_of_the_data(tmp_path, capsys):
 
     labels = {f"{k:02d}": int(k < 6) for k in range(16)}
     data_dir = tmp_path / "processed"
-    prepare_dataset(make_raw_dir(tmp_path / "raw", TINY, labels), data_dir, layout=TINY)
+    prepare_dataset(make_raw_dir(tmp_path / "raw", TINY, labels), data_dir, layout=TINY, warn=lambda _: None)
     config = load_search_config(TEST_CONFIG, [f"data={data_dir}"])
     assert config.layout is None and load_search_config("quick").layout is None
     found, layout = search.search_data(config)
