@@ -47,7 +47,8 @@ from jaxcp.training.students import StudentRun, make_eval_data, make_train_data
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ARCH = ROOT / "configs" / "arch" / "quick_best.yaml"
-SETTINGS = ["eval_every=4", "eval_last=0", "window=90", "hop=45", "parts_positive=8", "parts_negative=3", "features.streams=V"]
+SETTINGS = ["eval_every=4", "eval_last=0", "window=90", "hop=45", "parts_positive=8", "parts_negative=3",
+            "features.streams=V"]
 
 
 def single_split(data: Path, arch, hparams, config, seed: int) -> dict:
