@@ -22,9 +22,11 @@ from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
 from jaxcp.data.prepare import PrepareConfig, prepare_dataset
 from jaxcp.data.splits import SplitConfig
+from jaxcp.nas.config import load_search_config
 from jaxcp.training import crossval, engine
 from jaxcp.training.archfile import arch_file_text
 from jaxcp.training.checkpoint import restore_run_state
+from jaxcp.training.experiment import Experiment
 from jaxcp.training.run import build_config
 from jaxcp.training.students import program_spec
 
@@ -242,3 +244,20 @@ def test_interrupted_crossval_resumes_to_the_same_metrics(run_dir, tmp_path, mon
     assert command.main(argv(out)) == 0 and "already finished" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == text
     test_all_folds_compile_one_epoch_program(run_dir)  # the resumed run compiled nothing new
+
+
+def test_search_students_can_be_rewarded_by_inner_cross_validation(run_dir):
+    """Experiment fold mode on the same infants, folds and seed as the command's run: the reward is the mean
+    of the folds' best inner-validation AUCs that the run recorded (and nothing is compiled again)."""
+    data = small_cohort() / "processed"
+    config = build_config(EPOCHS, OVERRIDES)
+    experiment = Experiment(LAYOUT, crossval.load_cohort(data, ("train", "val")), load_dataset(data, "test"),
+                            config, config, folds=FOLDS, fold_seed=1234)  # fmt: skip
+    [result] = experiment.train(TINY_ARCH, [TINY_HPARAMS], [1234])
+    tracker = json.loads((run_dir / "progress" / "progress.json").read_text())["tracker"]
+    assert result.metrics["fold_val_auc"] == pytest.approx(tracker["best_auc"])
+    assert result.reward == pytest.approx(np.mean(tracker["best_auc"]))
+    test_all_folds_compile_one_epoch_program(run_dir)
+    with pytest.raises(InputError, match="student.folds"):
+        load_search_config("quick", ["student.folds=2"])
+    assert load_search_config("quick", ["student.folds=5"]).student.folds == 5

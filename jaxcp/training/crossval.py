@@ -65,6 +65,7 @@ from jaxcp.training.run import PROGRESS_DIR, RUN_FILE, check_out_dir
 from jaxcp.training.students import (
     EpochReport,
     EvalData,
+    StudentResult,
     StudentRun,
     TrainConfig,
     make_eval_data,
@@ -81,15 +82,20 @@ DEFAULT_FOLDS = 5
 
 def load_cohort(data_dir: Path, splits: Sequence[str]) -> Dataset:
     """One Dataset of the infants of `splits` (each recording re-tiled to the longest of all)."""
-    parts = [load_dataset(data_dir, split) for split in splits]
-    lengths = np.concatenate([p.lengths for p in parts])
-    if lengths.size == 0:
+    cohort = join_datasets([load_dataset(data_dir, split) for split in splits])
+    if cohort.num_infants == 0:
         raise InputError(f"{data_dir}: splits {', '.join(splits)} hold no infants")
-    t_max = int(lengths.max())
+    return cohort
+
+
+def join_datasets(parts: Sequence[Dataset]) -> Dataset:
+    """The infants of several Datasets of one layout in one, each recording re-tiled to the longest."""
+    lengths = np.concatenate([p.lengths for p in parts]).astype(np.int32)
+    t_max = int(lengths.max()) if lengths.size else 0
     coords = [tile_frames(p.coords[i], int(p.lengths[i]), t_max) for p in parts for i in range(p.num_infants)]
     return Dataset(tuple(i for p in parts for i in p.ids), np.concatenate([p.labels for p in parts]),
-                   np.stack(coords).astype(np.float32), lengths.astype(np.int32), parts[0].layout_name,
-                   parts[0].fps)  # fmt: skip
+                   np.stack(coords).astype(np.float32) if coords else np.zeros((0, 0, 0, 2), np.float32),
+                   lengths, parts[0].layout_name, parts[0].fps)  # fmt: skip
 
 
 def parse_splits(data_dir: Path, text: str) -> tuple[str, ...]:
@@ -208,23 +214,28 @@ def fold_plans(assignment: FoldAssignment, config: TrainConfig, seeds_per_fold: 
 # Training all folds together
 
 class FoldRun(StudentRun):
-    """`StudentRun` whose students are K folds x S seeds of one architecture, each on its own infants.
+    """`StudentRun` whose students are K folds x S models of one architecture, each on its own infants.
 
-    `val` holds the evaluation windows of the whole cohort; student j is validated on the inner validation
-    part of fold j // S only. The kept state of every student is its best inner-validation checkpoint.
+    The S models per fold are `hparams[s]` with seed `seeds[s]` (seeds of one setting for `jaxcp crossval`,
+    or the search's candidates). `val` holds the evaluation windows of the whole cohort; student j is
+    validated on the inner validation part of fold j // S only. The kept state of every student is its best
+    inner-validation checkpoint.
     """
 
-    def __init__(self, arch: Arch, hparams: HParams, seeds: Sequence[int], cohort: engine.TrainData,
+    def __init__(self, arch: Arch, hparams: Sequence[HParams], seeds: Sequence[int], cohort: engine.TrainData,
                  windows: EvalData, layout: Layout, config: TrainConfig, assignment: FoldAssignment):
+        if len(hparams) != len(seeds):
+            raise ValueError("one seed per model")
         self.assignment, self.seeds_per_fold = assignment, len(seeds)
         students = assignment.num_folds * len(seeds)
-        super().__init__(arch, [hparams] * students, [seeds[j % len(seeds)] for j in range(students)], cohort,
-                         windows, layout, config, keep_state=True)  # fmt: skip
+        super().__init__(arch, [hparams[j % len(seeds)] for j in range(students)],
+                         [seeds[j % len(seeds)] for j in range(students)], cohort, windows, layout, config,
+                         keep_state=True)  # fmt: skip
         self.plans = fold_plans(assignment, config, len(seeds))
-        smallest = int(np.min(np.asarray(self.plans.num_valid)))
-        if smallest < hparams.batch_size:
+        smallest, batch = int(np.min(np.asarray(self.plans.num_valid))), hparams[0].batch_size
+        if smallest < batch:
             raise InputError(f"a fold's epoch has {smallest} training windows, fewer than a batch of "
-                             f"{hparams.batch_size}; raise parts_positive / parts_negative or use fewer folds")
+                             f"{batch}; raise parts_positive / parts_negative or use fewer folds")
         self.windows = [_part_windows(windows.owner, assignment.parts(k)) for k in range(assignment.num_folds)]
 
     def fold_of(self, student: int) -> int:
@@ -357,8 +368,8 @@ def prepare_crossval(request: CrossvalRequest) -> tuple[FoldRun, dict]:
         train, windows = make_train_data(cohort, request.config), make_eval_data(cohort, layout, request.config)
     except InputError as error:
         raise InputError(f"{data_dir}: {error}") from None
-    run = FoldRun(request.arch, request.hparams, request.seeds, train, windows, layout, request.config,
-                  assignment)  # fmt: skip
+    run = FoldRun(request.arch, [request.hparams] * len(request.seeds), request.seeds, train, windows, layout,
+                  request.config, assignment)  # fmt: skip
     facts = {"layout": layout, "cohort": cohort, "spec": request.config.model_spec(request.arch, layout,
                                                                                    data_settings(data_dir))}
     return run, facts
@@ -475,3 +486,26 @@ def threshold_description(rule: ThresholdRule) -> str:
     how = ("maximising Youden's J" if rule.kind == "youden"
            else f"the highest threshold with sensitivity >= {rule.value:g}")
     return f"chosen per fold on its inner validation infants only ({how}), never on its test fold"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inner cross-validation as a search reward
+
+def inner_cv_results(run: FoldRun) -> list[StudentResult]:
+    """One result per model of a finished FoldRun: reward = the mean over folds of its best inner-validation
+    AUC (0 when a fold failed); metrics hold the per-fold values; history is fold 0's."""
+    results, per_fold = run.results(), run.seeds_per_fold
+    out = []
+    for m in range(per_fold):
+        folds = [results[k * per_fold + m] for k in range(run.assignment.num_folds)]
+        failed = any(r.status == "failed" for r in folds)
+        rewards = [r.reward for r in folds]
+        status = "failed" if failed else ("ok" if any(r.status == "ok" for r in folds) else folds[0].status)
+        out.append(StudentResult(
+            reward=0.0 if failed else float(np.mean(rewards)), status=status,
+            best_epoch=int(np.median([r.best_epoch for r in folds])),
+            metrics={"auc": float(np.mean(rewards)), "fold_val_auc": rewards,
+                     "best_epochs": [r.best_epoch for r in folds], "num_folds": run.assignment.num_folds},
+            history=folds[0].history, seconds_compile=folds[0].seconds_compile,
+            seconds_train=folds[0].seconds_train, seconds_eval=folds[0].seconds_eval))  # fmt: skip
+    return out
