@@ -261,3 +261,20 @@ def test_search_students_can_be_rewarded_by_inner_cross_validation(run_dir):
     with pytest.raises(InputError, match="student.folds"):
         load_search_config("quick", ["student.folds=2"])
     assert load_search_config("quick", ["student.folds=5"]).student.folds == 5
+
+
+def test_manifest_folds_are_used_when_every_infant_has_one():
+    cohort, _ = _cohort_and_folds()
+    data = small_cohort() / "processed"
+    assert crossval.manifest_folds(data, cohort.ids) is None  # the test infants have no fold
+    train_val = crossval.load_cohort(data, ("train", "val"))
+    given = crossval.manifest_folds(data, train_val.ids)
+    assert given is not None and (given >= 0).all()
+    labels = np.repeat([0, 1], 8)
+    ids = tuple(f"i{k}" for k in range(16))
+    fake = dataclasses.replace(cohort, ids=ids, labels=labels)
+    given = np.tile([3, 5, 7, 9], 4)  # renumbered 0..3
+    assignment = crossval.assign_folds(fake, given, None, seed=0)
+    assert assignment.source == "manifest" and assignment.num_folds == 4
+    np.testing.assert_array_equal(assignment.fold, np.tile([0, 1, 2, 3], 4))
+    assert crossval.assign_folds(fake, given, 4, seed=0).source == "drawn"  # --folds draws new ones
