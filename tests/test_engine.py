@@ -139,10 +139,12 @@ def test_compiled_programs_are_evicted_with_their_cache_entry():
     assert engine.get_programs.cache_info().maxsize == engine.PROGRAM_CACHE_SIZE
 
 
-def test_fold_epoch_trains_exactly_on_each_students_valid_windows(run):
-    """The fold program with every entry of a plan valid is the normal epoch (same draws, order and steps);
-    a student with fewer valid windows than a batch takes no step: its state is left as it was."""
+def test_fold_epoch_trains_exactly_on_each_students_valid_windows():
+    """The fold program with every entry of a plan valid is the normal epoch (same draws, order and steps,
+    up to float rounding); a student with fewer valid windows than a batch takes no step: its state is left
+    as it was. From freshly initialised students (whatever the other tests did to the shared run)."""
     train_data, val_data = tiny_data()
+    run = students.StudentRun(TINY_ARCH, STUDENTS, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
     plan, size = train_data.plan, len(train_data.plan.infant)
     batch = STUDENTS[0].batch_size
     plans = engine.FoldPlan(*(jnp.asarray(np.stack([np.asarray(a)] * 2)) for a in plan),
@@ -165,7 +167,7 @@ def test_fold_epoch_trains_exactly_on_each_students_valid_windows(run):
     assert int(folded.step[1]) == int(normal.step[1]) == int(start.step[1]) + size // batch
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(engine.select_student(normal, 1)),
                             jax.tree.leaves(engine.select_student(folded, 1)), strict=True):  # fmt: skip
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7,
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6,
                                    err_msg=jax.tree_util.keystr(path))
     probs = np.asarray(run.programs.predict(folded, val_data.features))
     np.testing.assert_allclose(probs[1], np.asarray(run.programs.predict(normal, val_data.features))[1], atol=5e-4)
