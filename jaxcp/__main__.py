@@ -11,6 +11,7 @@ COMMANDS = {
     "complexity": "count parameters and MACs of an architecture",
     "search": "run the architecture search (the main job)",
     "train": "train one architecture for the long schedule",
+    "crossval": "K-fold cross-validation of one architecture (small cohorts)",
     "evaluate": "evaluate checkpoints on a split and write a report",
     "predict": "score new recordings with a trained model",
     "export": "export a trained model as one inference file",

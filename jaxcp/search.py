@@ -117,7 +117,7 @@ def search_data(config: SearchConfig) -> tuple[Path, Layout]:
 def experiment_of(config: SearchConfig, data_dir: Path, layout: Layout) -> Experiment:
     """The config's train and validation splits on device."""
     return load_experiment(data_dir, layout, config.student.student_config(), config.student.argmax_config(),
-                           train_split=config.train_split, val_split=config.val_split)
+                           train_split=config.train_split, val_split=config.val_split, folds=config.student.folds)
 
 
 def split_warnings(experiment: Experiment) -> list[str]:

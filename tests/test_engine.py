@@ -137,3 +137,37 @@ def test_compiled_programs_are_evicted_with_their_cache_entry():
     gc.collect()
     assert ref() is None
     assert engine.get_programs.cache_info().maxsize == engine.PROGRAM_CACHE_SIZE
+
+
+def test_fold_epoch_trains_exactly_on_each_students_valid_windows():
+    """The fold program with every entry of a plan valid is the normal epoch (same draws, order and steps,
+    up to float rounding); a student with fewer valid windows than a batch takes no step: its state is left
+    as it was. From freshly initialised students (whatever the other tests did to the shared run)."""
+    train_data, val_data = tiny_data()
+    run = students.StudentRun(TINY_ARCH, STUDENTS, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
+    plan, size = train_data.plan, len(train_data.plan.infant)
+    batch = STUDENTS[0].batch_size
+    plans = engine.FoldPlan(*(jnp.asarray(np.stack([np.asarray(a)] * 2)) for a in plan),
+                            num_valid=jnp.array([batch - 1, size], jnp.int32))  # fmt: skip
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 3))(run.epoch_keys)
+    lr = jnp.float32(optim.lr_factor(0))
+    start = jax.tree.map(jnp.copy, run.state)
+    normal, normal_metrics = run.programs.epoch(jax.tree.map(jnp.copy, start), keys, lr, train_data)
+    folded, fold_metrics = run.programs.fold_epoch(jax.tree.map(jnp.copy, start), keys, lr, train_data, plans)
+    # student 0 (adam): no batch entirely valid -> no step at all, not even BatchNorm statistics or the
+    # counters; only the epoch's learning rate is set, as every epoch does
+    before, after = engine.select_student(start, 0), engine.select_student(folded, 0)
+    np.testing.assert_allclose(after.opt_state.hparams.lr, before.base_lr * lr, rtol=1e-6)
+    after = after.replace(opt_state=after.opt_state._replace(hparams=before.opt_state.hparams))
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(fold_metrics["loss"][0]) == 0.0  # no valid step: nothing averaged
+    # student 1 (sgd), all valid: the normal epoch's loss, steps and parameters
+    np.testing.assert_allclose(fold_metrics["loss"][1], normal_metrics["loss"][1], rtol=1e-5)
+    assert int(folded.step[1]) == int(normal.step[1]) == int(start.step[1]) + size // batch
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(engine.select_student(normal, 1)),
+                            jax.tree.leaves(engine.select_student(folded, 1)), strict=True):  # fmt: skip
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6,
+                                   err_msg=jax.tree_util.keystr(path))
+    probs = np.asarray(run.programs.predict(folded, val_data.features))
+    np.testing.assert_allclose(probs[1], np.asarray(run.programs.predict(normal, val_data.features))[1], atol=5e-4)

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "jaxcp"
 # lowest first: a module may import its own package and those before it
 LAYERS = ("core", "data", "model", "clinical", "training", "nas")
-COMMANDS = ("synth", "prepare", "complexity", "search", "train", "evaluate", "predict", "export")
+COMMANDS = ("synth", "prepare", "complexity", "search", "train", "crossval", "evaluate", "predict", "export")
 
 
 def module_name(path: Path) -> str:

@@ -25,11 +25,14 @@ class StudentSettings(TrainConfig):
     seeds: seeds per student, trained together (vmapped); the reward is their mean best validation AUC.
     argmax_epochs: the long schedule of each iteration's argmax candidate (0 disables training it).
     argmax_eval_last: validate every epoch in the candidate's last `argmax_eval_last` epochs.
+    folds: K >= 3 makes a student's reward its mean inner cross-validation AUC over K folds of the train and
+      validation infants (folds vmapped with its seeds; `jaxcp.training.experiment`); 0 (default) = off.
     """
 
     seeds: int = 1
     argmax_epochs: int = 300
     argmax_eval_last: int = 15
+    folds: int = 0
 
     def student_config(self) -> TrainConfig:
         """The students' training config (these settings without the search's additions)."""
@@ -75,6 +78,8 @@ class SearchConfig:
         if self.test_split and self.test_split in (self.train_split, self.val_split):
             raise InputError(f"search config: test_split {self.test_split!r} must be held out: not the train "
                              f"or validation split")
+        if self.student.folds != 0 and self.student.folds < 3:
+            raise InputError(f"search config: student.folds must be 0 (off) or at least 3, got {self.student.folds}")
 
     @property
     def total_students(self) -> int:

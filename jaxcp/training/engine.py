@@ -8,6 +8,8 @@ axis is the student axis S (several seeds / learning rates / optimizers of ONE a
   training windows, augments, featurises and takes one optimizer step per batch inside a `lax.scan`,
   all on device: one call per epoch, no host round trip per batch.
 - `predict(state, features) -> (S, M)` window probabilities of CP for precomputed evaluation features.
+- `fold_epoch(state, keys (S,), lr_factor, train, plans)`: `epoch` with a training plan per student
+  (`FoldPlan`, padded to a common length), for cross-validation folds trained as one program.
 
 Programs are cached per `ProgramSpec` (architecture, layout, features, augmentation, batch size, window);
 `jax.jit` then compiles once per data shape. Nothing here touches files or clocks.
@@ -29,7 +31,7 @@ from jaxcp.core.batching import chunked_map
 from jaxcp.data.augment import AugmentConfig, augment
 from jaxcp.data.features import FeatureConfig, compute_features
 from jaxcp.data.skeleton import Layout
-from jaxcp.data.windows import WINDOW, sample_train_windows
+from jaxcp.data.windows import WINDOW, TrainPlan, cut_windows, sample_train_windows, train_window_bounds
 from jaxcp.model import Arch, create_model, input_shape
 from jaxcp.training import optim
 
@@ -81,6 +83,7 @@ class Programs:
     epoch: Any
     predict: Any
     model: nn.Module
+    fold_epoch: Any = None
     compiled: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
@@ -143,6 +146,68 @@ def _epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key, lr_f
     return state, {"loss": losses.mean(), "accuracy": correct.mean(), "max_loss": losses.max()}
 
 
+@flax.struct.dataclass
+class FoldPlan:
+    """Per-student training plans padded to a common length M_max: (S, M_max) int32 arrays as in
+    `jaxcp.data.windows.TrainPlan` (indices into the shared `TrainData.coords`), and (S,) `num_valid`:
+    the first `num_valid` entries of a student's plan are its own windows, the rest is padding."""
+
+    infant: jax.Array
+    part: jax.Array
+    num_parts: jax.Array
+    num_valid: jax.Array
+
+
+def _fold_epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key, lr_factor, data: TrainData,
+                    plan: FoldPlan):
+    """One epoch for one student on its own plan (M_max,) of which the first `num_valid` entries count.
+
+    The windows are drawn and shuffled as in `_epoch_one`, then stably reordered so that the valid ones come
+    first; a scan step whose batch is not entirely valid leaves the state unchanged. With every entry valid
+    this is `_epoch_one` exactly (same draws, same order, same steps).
+    """
+    tx = optim.student_optimizer()
+    k_sample, k_steps = jax.random.split(key)
+    start_key, perm_key = jax.random.split(k_sample)
+    window_plan = TrainPlan(plan.infant, plan.part, plan.num_parts)
+    low, high = train_window_bounds(data.coords.shape[1], window_plan, spec.window)
+    starts = jax.random.randint(start_key, low.shape, low, high + 1)
+    size = plan.infant.shape[0]
+    order = jax.random.permutation(perm_key, size)
+    order = order[jnp.argsort(order >= plan.num_valid, stable=True)]  # valid entries first, still shuffled
+    infant, starts = plan.infant[order], starts[order]
+    windows = cut_windows(data.coords, infant, starts, spec.window)
+    labels = data.labels[infant]
+    num_batches = size // spec.batch_size
+    used = num_batches * spec.batch_size
+    windows = windows[:used].reshape(num_batches, spec.batch_size, *windows.shape[1:])
+    labels = labels[:used].reshape(num_batches, spec.batch_size)
+    valid = (jnp.arange(num_batches) + 1) * spec.batch_size <= plan.num_valid
+    step_keys = jax.random.split(k_steps, num_batches)
+    hp = state.opt_state.hparams._replace(lr=state.base_lr * lr_factor)
+    state = state.replace(opt_state=optim.with_hparams(state.opt_state, hp))
+
+    def step(state: TrainState, xs):
+        batch, y, k, ok = xs
+        k_aug, k_drop = jax.random.split(k)
+        if spec.augment is not None:
+            batch = augment(k_aug, batch, spec.augment)
+        x = compute_features(batch, spec.layout, spec.features)
+        grad_fn = jax.value_and_grad(functools.partial(_loss_fn, model), has_aux=True)
+        (loss, (batch_stats, correct)), grads = grad_fn(state.params, state.batch_stats, x, y, k_drop)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state, step=state.step + 1)
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)  # masked update
+        return new, (loss, correct)
+
+    state, (losses, correct) = jax.lax.scan(step, state, (windows, labels, step_keys, valid))
+    count = jnp.maximum(valid.sum(), 1)
+    return state, {"loss": jnp.where(valid, losses, 0.0).sum() / count,
+                   "accuracy": jnp.where(valid, correct, 0.0).sum() / count,
+                   "max_loss": jnp.where(valid, losses, -jnp.inf).max()}  # fmt: skip
+
+
 def _predict_one(spec: ProgramSpec, model: nn.Module, state: TrainState, features):
     """(M, I, W, V, 4) features -> (M,) P(CP), in chunks of `spec.eval_batch`."""
 
@@ -162,7 +227,11 @@ def make_programs(spec: ProgramSpec) -> Programs:
         donate_argnums=(0,),
     )
     predict = jax.jit(jax.vmap(functools.partial(_predict_one, spec, model), in_axes=(0, None)))
-    return Programs(init=init, epoch=epoch, predict=predict, model=model)
+    fold_epoch = jax.jit(
+        jax.vmap(functools.partial(_fold_epoch_one, spec, model), in_axes=(0, 0, None, None, 0)),
+        donate_argnums=(0,),
+    )
+    return Programs(init=init, epoch=epoch, predict=predict, model=model, fold_epoch=fold_epoch)
 
 
 # one trace per spec and data shape; a spec dropped from the cache takes its compiled executables with it

@@ -2,6 +2,11 @@
 
 The search and its argmax candidates share this: data are loaded, windowed and featurised once, then any
 number of students (of any architecture) are trained against them.
+
+Fold mode (`folds` = K >= 3, the search's `student.folds`): a student is trained K times, on K folds of the
+train and validation infants together (stratified, drawn once with `fold_seed`), all folds vmapped with the
+student's seeds and candidates (`jaxcp.training.crossval.FoldRun`); its reward is the mean over folds of
+its best inner-validation AUC. The long schedule (argmax candidates) still trains on train, validates on val.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from jaxcp.core.errors import InputError
+from jaxcp.core.runtime import DEFAULT_SEED
 from jaxcp.data.dataset import Dataset, DataSettings, data_settings, load_dataset
 from jaxcp.data.skeleton import Layout
 from jaxcp.model.arch import Arch
 from jaxcp.model.checkpoint import save_model
+from jaxcp.training import crossval
 from jaxcp.training.hparams import HParams
 from jaxcp.training.students import StudentResult, TrainConfig, make_eval_data, make_train_data, train_students
 
@@ -27,10 +34,17 @@ class Experiment:
     student: TrainConfig
     long: TrainConfig
     data: DataSettings = DataSettings()  # how the data were prepared (stored with saved models)
+    folds: int = 0  # students' inner cross-validation folds (0: off)
+    fold_seed: int = DEFAULT_SEED
 
     def __post_init__(self):
         self.train_data = make_train_data(self.train_set, self.student)
         self.val_data = make_eval_data(self.val_set, self.layout, self.student)
+        self.fold_data = None
+        if self.folds:  # the train and validation infants as one cohort, in folds
+            cohort = crossval.join_datasets([self.train_set, self.val_set])
+            self.fold_data = (crossval.assign_folds(cohort, None, self.folds, self.fold_seed),
+                              make_train_data(cohort, self.student), make_eval_data(cohort, self.layout, self.student))
 
     def train(
         self,
@@ -44,6 +58,8 @@ class Experiment:
     ) -> list[StudentResult]:
         """Train students of one architecture; with `checkpoint_dir`, save the first one's kept model (with
         its flags, calibration and class labels in meta.json)."""
+        if self.fold_data is not None and not long and checkpoint_dir is None:
+            return self.train_folds(arch, hparams, seeds, on_epoch=on_epoch)
         config = self.long if long else self.student
         results = train_students(
             arch, hparams, seeds, self.train_data, self.val_data, self.layout, config,
@@ -59,8 +75,20 @@ class Experiment:
         return results
 
 
+    def train_folds(self, arch: Arch, hparams: Sequence[HParams], seeds: Sequence[int], *,
+                    on_epoch: Callable | None = None) -> list[StudentResult]:
+        """Fold mode: every student on every fold, vmapped; one result per student (mean inner-CV AUC)."""
+        assignment, train, windows = self.fold_data
+        run = crossval.FoldRun(arch, hparams, seeds, train, windows, self.layout, self.student, assignment)
+        while not run.finished:
+            report = run.run_epoch()
+            if on_epoch is not None:
+                on_epoch(report.epoch - 1, report.summaries)
+        return crossval.inner_cv_results(run)
+
+
 def load_experiment(data_dir: str | Path, layout: Layout, student: TrainConfig, long: TrainConfig, *,
-                    train_split: str = "train", val_split: str = "val") -> Experiment:
+                    train_split: str = "train", val_split: str = "val", folds: int = 0) -> Experiment:
     """Load a processed dataset's train and validation splits and put them on device."""
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -70,6 +98,6 @@ def load_experiment(data_dir: str | Path, layout: Layout, student: TrainConfig, 
     if train_set.layout_name != layout.name:
         raise InputError(f"{data_dir}: data use layout {train_set.layout_name!r}, the config asks for {layout.name!r}")
     try:
-        return Experiment(layout, train_set, val_set, student, long, data_settings(data_dir))
+        return Experiment(layout, train_set, val_set, student, long, data_settings(data_dir), folds=folds)
     except InputError as error:
         raise InputError(f"{data_dir}: {error}") from None
