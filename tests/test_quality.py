@@ -74,6 +74,25 @@ def test_distance_spread_and_the_bone_test_by_hand():
     assert figures.failed and figures.unstable == ("knee-foot",) and figures.bone_ratio == pytest.approx(ratio)
 
 
+def test_the_cohort_notes_a_still_recording_and_a_layout_without_unrelated_pairs():
+    t = np.arange(40.0)
+    moving = np.zeros((40, 4, 2))
+    moving[:, 1] = (0.0, 2.0)
+    moving[:, 2] = (0.0, 4.0)
+    moving[:, 3] = np.stack([2 * np.cos(t / 6), 4 + 2 * np.sin(t / 6)], axis=-1)  # the foot bone turns
+    still = np.broadcast_to(moving[:1], moving.shape)
+    config = QualityConfig(smoothing_s=0, min_hops=2)
+    figures = {key: quality.measure_recording(c, CHAIN, 30.0, config) for key, c in (("a", moving), ("b", still))}
+    assert figures["a"].bone_ratio == 0.0 and np.isnan(figures["b"].bone_ratio) and not figures["b"].failed
+    verdict = quality.assess_cohort(figures, CHAIN, config)
+    assert verdict.notes[0] == "bone check not judged for 1 of 2 recordings (too little motion or too few frames): b"
+    assert verdict.failed == () and verdict.flagged == ()
+    two = np.zeros((40, 2, 2))
+    two[:, 1, 1] = 1.0 + t / 40
+    verdict = quality.assess_cohort({"c": quality.measure_recording(two, TWO, 30.0, config)}, TWO, config)
+    assert verdict.notes[0] == "bone check skipped: layout 'two' has no joints two or more edges apart"
+
+
 def test_the_running_median_removes_jitter_and_can_be_thinned():
     spiky = np.zeros((40, 2, 2))
     spiky[:, 1, 1] = 2.0
