@@ -10,8 +10,8 @@ when it is a jaxcp dataset.
 
 Bad input is an InputError naming the file and the problem. Recordings without an outcome and recordings
 with too many long gaps are skipped with a warning and listed in the manifest. A recording that fails the
-data check (most bones unstable) is an error, or is kept or skipped with a warning (`quality.on_failure`);
-splits with too few infants of a class get a warning (`jaxcp.data.splits.size_warning`).
+data check (bones as variable as unrelated joint pairs) is an error, or is kept or skipped with a warning
+(`quality.on_failure`); splits with too few infants of a class get a warning (`jaxcp.data.splits.size_warning`).
 """
 
 from __future__ import annotations

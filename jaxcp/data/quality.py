@@ -7,12 +7,21 @@ Every statistic is robust (quantiles and medians over the observed frames), so t
 and short gaps do not raise a flag.
 
 Per recording (`measure_recording`, pure numpy, runs where the recording is read):
-  - bones: each bone's length is smoothed by a running median over `smoothing_s` seconds (this removes
-    the tracker's jitter) and its upper spread (q90 - q50) / q50 measured (relative to SHORT_BONE body
-    sizes instead of q50 for shorter bones, whose jitter survives smoothing). A tracked bone keeps its length;
-    2D foreshortening only shortens it, which the upper spread ignores; scrambled or swapped columns make
-    the "length" wander both ways. A bone is unstable when its spread exceeds `bone_spread`; a recording
-    with more than `unstable_fraction` of its bones unstable (most bones) fails the check.
+  - bones against unrelated joint pairs (self-normalised: no scale and no assumption about how much the
+    body moves): every distance -- each bone (layout edge), and each of up to `max_pairs` joint pairs at
+    least `min_hops` edges apart in the skeleton graph (a fixed selection) -- is smoothed by a running
+    median over `smoothing_s` seconds (removes the tracker's jitter), and its spread q90 - q10 measured in
+    body sizes. A bone's ratio is its spread over the median spread of the unrelated pairs that share a
+    joint with it. In a tracked body a bone varies less than such a pair, whose distance changes with every
+    joint angle between its ends: rotating out of the image plane (2D foreshortening) shortens a limb's
+    bones and the longer pairs spanning that limb by the same factor, and the trunk and head, which lie
+    in the image plane, keep their bones steady. With scrambled or mislabelled columns the "bones" are
+    unrelated pairs too and the ratios scatter around 1. The recording's figure r is the `bone_quantile`
+    quantile of the bone ratios (0.25: the steadiest quarter of the bones, so that limbs swinging out of
+    plane do not count); r > `bone_ratio` fails the check. A bone whose spread reaches both that of its
+    pairs (ratio >= 1) and the median spread of all unrelated pairs is listed as unstable (for the
+    report). A recording whose median pair spread is below `min_motion` body sizes barely moves and is
+    not judged (r = NaN).
   - far joints: the fraction of frames in which a joint lies farther than `far_body_sizes` body sizes
     from the body centre (midpoint of thorax and pelvis in that frame; body size: the median
     thorax-pelvis distance). More than `far_fraction` of the frames is flagged.
@@ -48,7 +57,7 @@ UPSIDE_DOWN_MIN_DEG = 120.0  # axis more than this from image up: thorax below p
 MIN_HANDEDNESS = 0.1  # |handedness| below this is too weak to compare
 MIN_AGREEMENT = 0.9  # ... and so is a handedness whose sign fewer frames than this agree with
 MIN_FRAMES = 10  # a bone seen in fewer frames is not judged
-SHORT_BONE = 0.3  # body sizes: a bone's spread is relative to its median length, or to this when shorter
+MAX_WINDOWS = 600  # the running median is evaluated at most at this many evenly spaced positions
 NUM_WORST = 5
 _LEFT_RIGHT = (("left_", "right_"), ("_left", "_right"), ("left", "right"), ("l_", "r_"), ("_l", "_r"),
                ("l", "r"))
@@ -59,29 +68,40 @@ class QualityConfig:
     """Data check settings (`--set quality.<name>=value`); see the module docstring.
 
     Attributes:
-      smoothing_s: seconds of the running median applied to each bone's length (removes jitter).
-      bone_spread: a bone whose (q90 - q50) / q50 smoothed length exceeds this is unstable.
-      unstable_fraction: a recording with more than this fraction of unstable bones fails the check.
+      smoothing_s: seconds of the running median applied to each distance (removes jitter).
+      min_hops: joint pairs at least this many edges apart are the "unrelated" pairs bones are compared with
+        (the farthest pairs there are, if none is that far).
+      max_pairs: at most this many of them (evenly spaced in index order; all when fewer).
+      bone_quantile: r is this quantile of the bones' ratios (0.25: the steadiest quarter of the bones).
+      bone_ratio: a recording whose r exceeds this fails.
+      min_motion: a recording whose median pair spread is below this many body sizes is not judged by it.
       far_body_sizes: a joint farther than this many body sizes from the body centre is far out.
       far_fraction: a joint far out in more than this fraction of frames is flagged.
       on_failure: a recording that fails: "error" (stop, exit 2), "warn" (keep it, flagged) or "skip"
         (leave it out, listed in the manifest).
     """
 
-    smoothing_s: float = 3.0
-    bone_spread: float = 0.018
-    unstable_fraction: float = 0.5
+    smoothing_s: float = 1.0
+    min_hops: int = 3
+    max_pairs: int = 400
+    bone_quantile: float = 0.25
+    bone_ratio: float = 0.3
+    min_motion: float = 0.05
     far_body_sizes: float = 4.0
     far_fraction: float = 0.05
     on_failure: Literal["error", "warn", "skip"] = "error"
 
     def __post_init__(self):
-        for name in ("bone_spread", "far_body_sizes"):
+        for name in ("bone_ratio", "far_body_sizes"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise InputError(f"quality.{name}: must be > 0, got {getattr(self, name)}")
-        if not (math.isfinite(self.smoothing_s) and self.smoothing_s >= 0):
-            raise InputError(f"quality.smoothing_s: must be >= 0, got {self.smoothing_s}")
-        for name in ("unstable_fraction", "far_fraction"):
+        for name in ("smoothing_s", "min_motion"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise InputError(f"quality.{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("min_hops", "max_pairs"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 2):
+                raise InputError(f"quality.{name}: must be an integer >= 2, got {getattr(self, name)!r}")
+        for name in ("bone_quantile", "far_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"quality.{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.on_failure not in ("error", "warn", "skip"):
@@ -93,16 +113,21 @@ class RecordingQuality:
     """The figures of one recording (see the module docstring); NaN where a figure cannot be measured.
 
     Attributes:
-      bone_spread: (q90 - q10) / median length per layout edge (E,).
-      unstable: names ("a-b") of the unstable bones.
+      bone_spread: (q90 - q10) of each bone's smoothed length in body sizes, per layout edge (E,).
+      pair_spread: the median of the same over the unrelated joint pairs.
+      bone_ratio: r, the `bone_quantile` quantile of the bones' ratios (NaN when the recording barely moves).
+      unstable: names ("a-b") of the bones whose spread reaches both that of the unrelated pairs sharing a
+        joint with them (ratio >= 1) and pair_spread.
       far_fraction: the largest fraction of frames any joint is far out; far_joint: that joint.
       axis_angle: degrees of the body axis from image up, in [0, 180].
       handedness: signed left/right figure, NaN when the layout pairs no joints.
       agreement: fraction of frames whose left/right figure has the sign of `handedness`.
-      failed: most bones unstable.
+      failed: bone_ratio above the threshold.
     """
 
     bone_spread: tuple[float, ...]
+    pair_spread: float
+    bone_ratio: float
     unstable: tuple[str, ...]
     far_fraction: float
     far_joint: str
@@ -125,18 +150,21 @@ def body_points(coords: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndar
     return coords[:, list(layout.thorax)].mean(axis=1), coords[:, list(layout.pelvis)].mean(axis=1)
 
 
-def bone_lengths(coords: np.ndarray, edges: Sequence[tuple[int, int]]) -> np.ndarray:
-    """(T, E) length of each bone per frame (NaN where an end is missing). coords: (T, V, 2)."""
-    ends = np.asarray(edges, np.int64).reshape(-1, 2)
+def distances(coords: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """(T, P) distance of each joint pair per frame (NaN where an end is missing). coords: (T, V, 2)."""
+    ends = np.asarray(pairs, np.int64).reshape(-1, 2)
     return np.linalg.norm(coords[:, ends[:, 0]] - coords[:, ends[:, 1]], axis=-1)
 
 
-def running_median(x: np.ndarray, window: int) -> np.ndarray:
-    """(T - window + 1, ...) median of each `window` consecutive frames of x (T, ...), NaN ignored
-    (NaN where a window holds no value); x itself when window <= 1 or longer than x."""
+def running_median(x: np.ndarray, window: int, max_windows: int | None = None) -> np.ndarray:
+    """(W, ...) median of `window` consecutive frames of x (T, ...), NaN ignored (NaN where a window holds
+    no value), for every window start or, with `max_windows`, at most that many evenly spaced ones; x itself
+    when window <= 1 or longer than x."""
     if window <= 1 or window > x.shape[0]:
         return x
     views = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)
+    if max_windows is not None and views.shape[0] > max_windows:
+        views = views[np.linspace(0, views.shape[0] - 1, max_windows).round().astype(np.int64)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
         return np.nanmedian(views, axis=-1)
@@ -149,22 +177,33 @@ def body_size(coords: np.ndarray, layout: Layout) -> float:
     return float(np.median(trunk[~np.isnan(trunk)])) if (~np.isnan(trunk)).any() else float("nan")
 
 
-def bone_spread(coords: np.ndarray, layout: Layout, window: int = 1) -> np.ndarray:
-    """(E,) (q90 - q50) / max(q50, SHORT_BONE body sizes) of each bone's length (layout edges), after a
-    running median over `window` frames.
+def unrelated_pairs(layout: Layout, min_hops: int, max_pairs: int) -> tuple[tuple[int, int], ...]:
+    """Joint pairs (a < b) at least `min_hops` edges apart (the farthest pairs there are when none is that
+    far, none when no pair is 2 apart), in index order; evenly spaced `max_pairs` of them when more."""
+    hops = layout.hop_distance(max_hop=layout.num_joints)
+    upper = np.triu(np.ones_like(hops, dtype=bool), k=1)
+    farthest = hops[upper].max(initial=0)
+    a, b = np.nonzero(upper & (hops >= min(min_hops, farthest)) & (hops >= 2))
+    if len(a) > max_pairs:
+        keep = np.linspace(0, len(a) - 1, max_pairs).round().astype(np.int64)
+        a, b = a[keep], b[keep]
+    return tuple(zip(a.tolist(), b.tolist(), strict=True))
 
-    The running median removes the tracker's frame-to-frame jitter, and the floor of the denominator keeps
-    the jitter of very short bones (fingers, toes) from counting more than that of the others; the upper
-    spread ignores 2D foreshortening, which only ever shortens a bone. coords: (T, V, 2), NaN = missing.
-    NaN for a bone seen in fewer than MIN_FRAMES frames or of median length 0."""
-    lengths = running_median(bone_lengths(coords, layout.edges), window)
-    floor = SHORT_BONE * body_size(coords, layout)
-    out = np.full(lengths.shape[1], np.nan)
-    seen = (~np.isnan(lengths)).sum(axis=0)
-    for e in np.flatnonzero(seen >= MIN_FRAMES):
-        median, high = np.nanquantile(lengths[:, e], (0.5, 0.9))
-        if median > 0:
-            out[e] = (high - median) / (max(median, floor) if floor > 0 else median)
+
+def distance_spread(coords: np.ndarray, layout: Layout, pairs: Sequence[tuple[int, int]],
+                    window: int = 1) -> np.ndarray:
+    """(P,) spread (q90 - q10) in body sizes of each pair's distance over time, after a running median over
+    `window` frames (which removes the tracker's frame-to-frame jitter). coords: (T, V, 2), NaN = missing.
+    NaN for a pair seen in fewer than MIN_FRAMES (smoothed) frames, or all NaN without a body size."""
+    smooth = running_median(distances(coords, pairs), window, MAX_WINDOWS)
+    size = body_size(coords, layout)
+    out = np.full(smooth.shape[1], np.nan)
+    seen = (~np.isnan(smooth)).sum(axis=0)
+    if not size > 0:
+        return out
+    for p in np.flatnonzero(seen >= MIN_FRAMES):
+        low, high = np.nanquantile(smooth[:, p], (0.1, 0.9))
+        out[p] = (high - low) / size
     return out
 
 
@@ -236,22 +275,46 @@ def handedness(coords: np.ndarray, layout: Layout, pairs: Sequence[tuple[int, in
     return h, float(np.mean(np.sign(per_frame) == np.sign(h)))
 
 
+def bone_test(coords: np.ndarray, layout: Layout, fps: float,
+              config: QualityConfig) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(bone spreads (E,), bone ratios (E,), median pair spread, r) of one recording.
+
+    Each bone's ratio is its spread over the median spread of the unrelated pairs that share a joint with
+    it (of all of them when none does); r is the `config.bone_quantile` quantile of the bone ratios (the
+    steadiest bones), NaN when the median pair spread is below `config.min_motion` (the body barely
+    moves) or nothing is measured."""
+    window = smoothing_frames(config.smoothing_s, fps)
+    bones = distance_spread(coords, layout, layout.edges, window)
+    pairs = np.asarray(unrelated_pairs(layout, config.min_hops, config.max_pairs), np.int64).reshape(-1, 2)
+    spread = distance_spread(coords, layout, pairs, window) if len(pairs) else np.full(0, np.nan)
+    ratios = np.full(len(bones), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nothing measured
+        typical = float(np.nanmedian(spread)) if len(spread) else float("nan")
+        for e, ends in enumerate(layout.edges):
+            near = spread[np.isin(pairs, ends).any(axis=1)]
+            reference = np.nanmedian(near) if (~np.isnan(near)).any() else typical
+            ratios[e] = bones[e] / reference if reference > 0 else np.nan
+        judged = typical >= config.min_motion and (~np.isnan(ratios)).any()
+        ratio = float(np.nanquantile(ratios, config.bone_quantile)) if judged else float("nan")
+    return bones, ratios, typical, ratio
+
+
 def measure_recording(coords: np.ndarray, layout: Layout, fps: float,
                       config: QualityConfig) -> RecordingQuality:
     """The figures of one recording. coords: (T, V, 2) raw image coordinates (y down), NaN = missing."""
     coords = np.asarray(coords, np.float64)
-    spread = bone_spread(coords, layout, smoothing_frames(config.smoothing_s, fps))
-    unstable = tuple(f"{layout.joints[a]}-{layout.joints[b]}" for (a, b), s in zip(layout.edges, spread,
-                                                                                      strict=True)
-                     if s > config.bone_spread)
+    spread, ratios, typical, ratio = bone_test(coords, layout, fps, config)
+    names = [f"{layout.joints[a]}-{layout.joints[b]}" for a, b in layout.edges]
+    unstable = tuple(name for name, s, r in zip(names, spread, ratios, strict=True)
+                     if r >= 1 and s >= typical and not math.isnan(ratio))
     far = far_fractions(coords, layout, config.far_body_sizes)
-    judged = max(int(np.sum(~np.isnan(spread))), 1)
     hand, agreement = handedness(coords, layout, left_right_pairs(layout))
     return RecordingQuality(
-        bone_spread=tuple(float(s) for s in spread), unstable=unstable, far_fraction=float(far.max()),
-        far_joint=layout.joints[int(np.argmax(far))], axis_angle=axis_angle(coords, layout),
-        handedness=hand, agreement=agreement,
-        failed=len(unstable) > config.unstable_fraction * judged,
+        bone_spread=tuple(float(s) for s in spread), pair_spread=typical, bone_ratio=ratio, unstable=unstable,
+        far_fraction=float(far.max()), far_joint=layout.joints[int(np.argmax(far))],
+        axis_angle=axis_angle(coords, layout), handedness=hand, agreement=agreement,
+        failed=ratio > config.bone_ratio,
     )
 
 
@@ -264,7 +327,7 @@ class CohortQuality:
 
     Attributes:
       flags: {id: messages}, every recording (empty tuple: nothing found).
-      failed: ids that fail the check (most bones unstable).
+      failed: ids that fail the check (bones as variable as unrelated joint pairs).
       notes: cohort-level lines (checks skipped, a hint for the whole cohort).
       worst: up to NUM_WORST flagged ids, worst first.
     """
@@ -283,7 +346,9 @@ def _own_flags(figures: RecordingQuality, layout: Layout, config: QualityConfig)
     flags = []
     if figures.failed:
         judged = sum(1 for s in figures.bone_spread if not math.isnan(s))
-        flags.append(f"{len(figures.unstable)} of {judged} bones unstable: columns scrambled?")
+        flags.append(f"bones vary like unrelated joint pairs (steady-bone ratio {figures.bone_ratio:.2f} > "
+                     f"{config.bone_ratio:g}; {len(figures.unstable)} of {judged} bones unstable): "
+                     f"columns scrambled?")
     if figures.far_fraction > config.far_fraction:
         flags.append(f"joint {figures.far_joint!r} farther than {config.far_body_sizes:g} body sizes from the "
                      f"body in {100 * figures.far_fraction:.0f}% of frames")
@@ -295,6 +360,14 @@ def assess_cohort(figures: Mapping[str, RecordingQuality], layout: Layout,
     """Flags for every recording, own and relative to the cohort (orientation, x/y and left/right swaps)."""
     flags = {key: _own_flags(f, layout, config) for key, f in figures.items()}
     notes = []
+    if not unrelated_pairs(layout, config.min_hops, config.max_pairs):
+        notes.append(f"bone check skipped: layout {layout.name!r} has no joints two or more edges apart")
+    else:
+        still = [key for key, f in figures.items() if math.isnan(f.bone_ratio)]
+        if still:
+            notes.append(f"bone check not judged for {len(still)} of {len(figures)} recordings (too little "
+                         f"motion or too few frames): {', '.join(still[:NUM_WORST])}"
+                         f"{', ...' if len(still) > NUM_WORST else ''}")
     angles = {key: f.axis_angle for key, f in figures.items() if not math.isnan(f.axis_angle)}
     down = [key for key, a in angles.items() if a > UPSIDE_DOWN_MIN_DEG]
     along_x = {key for key, a in angles.items() if UPRIGHT_MAX_DEG <= a <= UPSIDE_DOWN_MIN_DEG}
@@ -314,7 +387,8 @@ def assess_cohort(figures: Mapping[str, RecordingQuality], layout: Layout,
                           f"recordings' lie along {'y' if odd is along_x else 'x'})")
     _left_right(figures, layout, flags, notes, set(down) | odd)
     failed = tuple(key for key, f in figures.items() if f.failed)
-    severity = {key: (key in failed, len(flags[key]), len(figures[key].unstable)) for key in figures}
+    severity = {key: (key in failed, len(flags[key]), np.nan_to_num(figures[key].bone_ratio))
+                for key in figures}
     worst = sorted((key for key in figures if flags[key]), key=lambda k: severity[k], reverse=True)
     return CohortQuality({k: tuple(v) for k, v in flags.items()}, failed, tuple(notes),
                          tuple(worst[:NUM_WORST]))
@@ -356,7 +430,8 @@ def quality_record(figures: Mapping[str, RecordingQuality], quality: CohortQuali
 
     recordings = [
         {"id": key, "flags": list(quality.flags[key]), "failed": key in quality.failed,
-         "unstable_bones": list(f.unstable), "bone_spread": [number(s, 3) for s in f.bone_spread],
+         "bone_ratio": number(f.bone_ratio, 3), "pair_spread": number(f.pair_spread),
+         "unstable_bones": list(f.unstable), "bone_spread": [number(s, 4) for s in f.bone_spread],
          "far_fraction": number(f.far_fraction), "far_joint": f.far_joint,
          "axis_angle": number(f.axis_angle, 1), "handedness": number(f.handedness),
          "agreement": number(f.agreement, 3)}
