@@ -6,14 +6,16 @@
 For each cohort (balanced, `jaxcp.data.synth` at its default difficulty 0.1, 12 s recordings, prepared with
 `jaxcp prepare`'s defaults) the quick preset's best architecture (configs/arch/quick_best.yaml, velocity
 stream, 3 s windows, CP infants 8 training windows per epoch and others 3) is evaluated twice, with the same
-schedule (`--epochs`, default 8, validation every 4 epochs and after the last; the kept model is the best
-validation AUC). Epochs and recording length are chosen to fit about 15 minutes on a shared 2-core CPU:
+schedule (`--epochs`, default 8, validation every 4 epochs and after the last). Epochs and recording
+length are chosen to fit about 15 minutes on a shared 2-core CPU:
 these are short trainings, so the AUCs are lower than a full schedule would give.
 
 - crossval: `jaxcp.training.crossval.crossval_run`, K = 5 folds drawn over all infants, the 5 fold models
-  trained as one vmapped program; the pooled within-fold out-of-fold AUC with its bootstrap interval.
-- single split: train on the dataset's `train` split, select on `val`, score the few `test` infants: their
-  AUC with a stratified bootstrap interval (`jaxcp.clinical.metrics.bootstrap_auc_ci`).
+  trained as one vmapped program, each fold's model kept by jaxcp's default rule (`select: last`); the
+  pooled within-fold out-of-fold AUC with its bootstrap interval.
+- single split, the old protocol: train on the dataset's `train` split, keep the epoch with the best `val`
+  AUC (`select: auc`, AutoCP's rule), score the few `test` infants: their AUC with a stratified bootstrap
+  interval (`jaxcp.clinical.metrics.bootstrap_auc_ci`).
 
 Wall times are split into compile and train (+ validation). Writes benchmarks/results/crossval.json and .md.
 """
@@ -21,6 +23,7 @@ Wall times are split into compile and train (+ validation). Writes benchmarks/re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -52,7 +55,8 @@ SETTINGS = ["eval_every=4", "eval_last=0", "window=90", "hop=45", "parts_positiv
 
 
 def single_split(data: Path, arch, hparams, config, seed: int) -> dict:
-    """Train on train, keep the best validation AUC, score the test infants."""
+    """Train on train, keep the best validation AUC (AutoCP's rule), score the test infants."""
+    config = dataclasses.replace(config, select="auc")
     layout = dataset_layout(data)
     train_set, val_set, test_set = (load_dataset(data, s) for s in ("train", "val", "test"))
     start = time.perf_counter()
