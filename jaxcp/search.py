@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         space = load_space(resolve_config_path(config.space, "space"))
         data_dir, layout = search_data(config)
         experiment = experiment_of(config, data_dir, layout)
-        held_out = split_scorer(data_dir, config.test_split)
+        held_out = split_scorer(data_dir, config.test_split, config.val_split)
     except InputError as error:
         exit_with(error)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from jaxcp.core.config import CONFIG_DIR
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.nas import loop
 from jaxcp.nas.config import load_search_config
-from jaxcp.nas.heldout import count_ties, describe_best, describe_held_out
+from jaxcp.nas.heldout import count_ties, describe_best, describe_held_out, held_out_result
 from jaxcp.nas.loop import Search, student_seed
 from jaxcp.nas.space import load_space
 from jaxcp.training.students import StudentResult
@@ -180,6 +180,24 @@ def test_held_out_result_of_the_best_candidate(strategy, argmax_epochs, tmp_path
     again_experiment, again_test = FakeExperiment(cap=0.8), FakeTestSplit(tmp_path / "data")
     again = Search(cfg, run_dir, again_experiment, SPACE, Log(), again_test).run()
     assert again == summary and again_experiment.calls == [] and again_test.scored == []
+
+
+def test_held_out_also_at_the_threshold_chosen_on_validation():
+    """Youden's threshold comes from the validation infants' risks only, then applies to the held-out ones."""
+    from jaxcp.nas.heldout import at_validation_threshold
+
+    # validation: J = sens + spec - 1 is 0, 1/3, 2/3, 1/6, 1/2 at 0.05, 0.1, 0.25, 0.3, 0.35: 0.25 wins
+    chosen = at_validation_threshold(FakeTestSplit.labels, FakeTestSplit.risk, np.array([1, 1, 0, 0, 0]),
+                                     np.array([0.35, 0.25, 0.3, 0.1, 0.05]), "val")
+    assert chosen["threshold"] == 0.25 and chosen["chosen_on"] == "val" and chosen["num_infants"] == 5
+    # held out at 0.25: all 3 CP called (0.9, 0.6, 0.3); non-CP 0.7, 0.4, 0.45 called: spec 4/7, accuracy 7/10
+    assert (chosen["sensitivity"], chosen["specificity"], chosen["accuracy"]) == pytest.approx((1, 4 / 7, 0.7))
+    assert chosen["specificity_ci"] == pytest.approx(exact_interval(4, 7))
+    held = held_out_result(FakeTestSplit.labels, FakeTestSplit.risk, "test", "m")
+    held["at_validation_threshold"] = chosen
+    assert describe_held_out(held)[1].startswith("  at the threshold chosen on split 'val' (5 infants, Youden's J): "
+                                                 "0.250: sensitivity 1.000")
+    assert at_validation_threshold(FakeTestSplit.labels, FakeTestSplit.risk, np.zeros(4), np.ones(4), "val") is None
 
 
 def test_held_out_skipped_says_why(tmp_path, monkeypatch):

@@ -4,7 +4,10 @@ A search validates many candidates on the same few validation infants, so its be
 maximum of noisy measurements: an optimistic number. The result to report is the best candidate's on
 infants that neither trained nor selected it (the dataset's test split): subject AUC with a stratified
 bootstrap 95 % interval, and sensitivity / specificity / accuracy at 0.5 with exact (Clopper-Pearson)
-intervals, next to the numbers of infants per class and a warning when they are few.
+intervals, next to the numbers of infants per class and a warning when they are few. Risks are
+prior-corrected (0.5 = as likely as not at the training prevalence), so a weak model may call no infant
+CP at 0.5; the result therefore also gives sensitivity and specificity at the threshold chosen on the
+VALIDATION split (Youden's J there), never on the held-out infants.
 """
 
 from __future__ import annotations
@@ -43,19 +46,27 @@ class SplitScorer:
 
     data_dir: Path
     split: str
+    val_split: str | None = None  # where the held-out result's second threshold is chosen
 
     def __call__(self, checkpoint: Path) -> tuple[np.ndarray, np.ndarray]:
         dataset, output = predict_split([load_checkpoint(checkpoint)], self.data_dir, self.split)
         return dataset.labels, output.risk
 
+    def validation(self, checkpoint: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per infant labels and risks of the validation split (None without one)."""
+        if not self.val_split:
+            return None
+        dataset, output = predict_split([load_checkpoint(checkpoint)], self.data_dir, self.val_split)
+        return dataset.labels, output.risk
 
-def split_scorer(data_dir: str | Path, split: str | None) -> SplitScorer | str:
+
+def split_scorer(data_dir: str | Path, split: str | None, val_split: str | None = None) -> SplitScorer | str:
     """The scorer of `split` of `data_dir`, or the reason why there is no held-out split."""
     if not split:
         return "no held-out split configured (test_split is not set)"
     if split not in available_splits(data_dir):
         return f"the data have no {split!r} split to hold out"
-    return SplitScorer(Path(data_dir), split)
+    return SplitScorer(Path(data_dir), split, val_split)
 
 
 def count_ties(rewards: Iterable[float]) -> tuple[int, int]:
@@ -83,6 +94,23 @@ def held_out_result(labels, risk, split: str, model: str, *, bootstrap: int = BO
         out[name] = subject[name]
         out[f"{name}_ci"] = [subject[f"{name}_ci_low"], subject[f"{name}_ci_high"]]
     out["warning"] = size_warning(f"held-out split {split!r}", num_cp, num_non_cp)
+    return out
+
+
+def at_validation_threshold(labels, risk, val_labels, val_risk, val_split: str) -> dict | None:
+    """Held-out sensitivity / specificity (exact intervals) at Youden's threshold on the VALIDATION infants'
+    risks; None when the validation split lacks a class."""
+    val_labels = np.asarray(val_labels)
+    try:
+        value = metrics.youden_threshold(val_labels, val_risk)
+    except ValueError:
+        return None
+    subject = metrics.subject_metrics(np.asarray(labels), risk, value)
+    out = {"threshold": value, "chosen_on": val_split, "num_infants": int(val_labels.size),
+           "rule": "youden"}  # fmt: skip
+    for name in ("sensitivity", "specificity", "accuracy"):
+        out[name] = subject[name]
+        out[f"{name}_ci"] = [subject[f"{name}_ci_low"], subject[f"{name}_ci_high"]]
     return out
 
 
@@ -114,6 +142,14 @@ def describe_held_out(held: dict) -> list[str]:
         f"specificity {_number(held['specificity'])} ({_interval(held['specificity_ci'])}), "
         f"accuracy {_number(held['accuracy'])} ({_interval(held['accuracy_ci'])})"
     ]
+    chosen = held.get("at_validation_threshold")
+    if chosen:
+        lines.append(
+            f"  at the threshold chosen on split {chosen['chosen_on']!r} ({chosen['num_infants']} infants, "
+            f"Youden's J): {chosen['threshold']:.3f}: sensitivity {_number(chosen['sensitivity'])} "
+            f"({_interval(chosen['sensitivity_ci'])}), specificity {_number(chosen['specificity'])} "
+            f"({_interval(chosen['specificity_ci'])}), accuracy {_number(chosen['accuracy'])} "
+            f"({_interval(chosen['accuracy_ci'])})")  # fmt: skip
     if held.get("warning"):
         lines.append(f"warning: {held['warning']}")
     if held.get("advice"):

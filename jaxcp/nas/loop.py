@@ -41,7 +41,7 @@ from jaxcp.model.counting import complexity
 from jaxcp.nas import state as steps
 from jaxcp.nas.checkpoint import SearchCheckpoints
 from jaxcp.nas.config import SearchConfig
-from jaxcp.nas.heldout import HeldOutScorer, count_ties, held_out_result
+from jaxcp.nas.heldout import HeldOutScorer, at_validation_threshold, count_ties, held_out_result
 from jaxcp.nas.plots import plot_search
 from jaxcp.nas.space import SearchSpace
 from jaxcp.nas.state import ArgmaxRecord, Candidate, Record, SearchState, StudentRecord
@@ -192,6 +192,11 @@ class Search:
             self.log.warn(f"held-out step skipped: {error}")
             return {"skipped": str(error)}
         result = held_out_result(labels, risk, self.held_out.split, str(model.relative_to(self.run_dir)))
+        validation = getattr(self.held_out, "validation", None)
+        val = validation(model) if validation is not None else None
+        if val is not None:
+            result["at_validation_threshold"] = at_validation_threshold(labels, risk, *val,
+                                                                        self.held_out.val_split)
         if result["warning"]:
             result["advice"] = (f"the cohort is small: estimate the architecture's performance with "
                                 f"`jaxcp crossval --arch {self.run_dir / 'best.yaml'} --data {self.held_out.data_dir}`")
