@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_epoch(report: EpochReport) -> None:
             best = [s["best_auc"] for s in report.summaries if s["best_auc"] is not None]
-            text = (f"epoch {report.epoch}/{config.epochs}  loss {np.mean(report.losses):.4f}  mean best inner "
+            text = (f"epoch {report.epoch}/{config.epochs}  loss {np.mean(report.losses):.4f}  mean kept inner "
                     f"val AUC {number(float(np.mean(best)) if best else None)}  "
                     f"{time.perf_counter() - start:.0f} s")
             log.update(report.epoch, text, notable=report.evaluated)

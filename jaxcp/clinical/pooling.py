@@ -143,14 +143,24 @@ FOLD_COLUMNS = ("test fold", "inner validation fold", "test infants", "CP", "tes
                 "threshold", "best epoch (per seed)")
 
 
+
+_KEPT = {"last": "the last validated epoch (select: last)",
+         "auc": "the best inner-validation AUC, ties by lower loss, then later epoch (select: auc)",
+         "loss": "the lowest inner-validation loss (select: loss)"}
+
+
+def _select(result: dict) -> str:
+    return str(result.get("settings", {}).get("config", {}).get("select", ""))
+
+
 def _facts(result: dict) -> list[tuple[str, str]]:
     return [
         ("Data", f"{result['data']} (splits {', '.join(result['splits'])}: {result['num_infants']} infants, "
                  f"{result['num_positive']} with CP)"),
         ("Folds", f"{result['num_folds']}, {result['fold_source']}; fold k is tested by the model trained on "
                   "the other folds except fold k+1, its inner validation part"),
-        ("Models", f"{len(result['seeds'])} seed(s) per fold, {result['epochs']} epochs; kept model: best "
-                   "inner-validation AUC"),
+        ("Models", f"{len(result['seeds'])} seed(s) per fold, {result['epochs']} epochs; kept model: "
+                   + _KEPT.get(_select(result), "the training settings' selection rule")),
         ("Threshold", f"{result['threshold']['description']}; per fold: "
                       + ", ".join(number(v) for v in result["threshold"]["values"])),
         ("Counts", f"TP {result['tp']}, FP {result['fp']}, TN {result['tn']}, FN {result['fn']}"),

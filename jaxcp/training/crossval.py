@@ -403,7 +403,7 @@ def size_warnings(assignment: FoldAssignment) -> list[str]:
 
 
 def save_kept(out_dir: Path, run: FoldRun, report: EpochReport, request: CrossvalRequest, spec) -> None:
-    """Save the model of every fold and seed whose kept (best inner-validation) model changed."""
+    """Save the model of every fold and seed whose kept model (the `select` rule on its inner validation) changed."""
     tracker = run.tracker
     for j in np.flatnonzero(report.improved):
         k, s = run.fold_of(int(j)), int(j) % run.seeds_per_fold
@@ -509,7 +509,7 @@ def threshold_description(rule: ThresholdRule) -> str:
 # Inner cross-validation as a search reward
 
 def inner_cv_results(run: FoldRun) -> list[StudentResult]:
-    """One result per model of a finished FoldRun: reward = the mean over folds of its best inner-validation
+    """One result per model of a finished FoldRun: reward = the mean over folds of its kept inner-validation
     AUC (0 when a fold failed); metrics hold the per-fold values; history is fold 0's."""
     results, per_fold = run.results(), run.seeds_per_fold
     out = []
