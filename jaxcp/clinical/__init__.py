@@ -8,4 +8,5 @@
   evaluation  models on a split of a processed dataset (`jaxcp evaluate`)
   prediction  models on new recordings, with per-infant outputs (`jaxcp predict`)
   report      the evaluation report (Markdown or HTML, figures)
+  pooling     cross-validation's out-of-fold metrics (within-fold AUC) and its report
 """

@@ -8,4 +8,5 @@
   checkpoint  Orbax checkpoints of the search state
   loop        the loop that trains students and drives the steps (`jaxcp search`)
   plots       rewards and controller probabilities
+  heldout     the best candidate on held-out infants, and ties at the best validation AUC
 """

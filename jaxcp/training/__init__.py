@@ -4,8 +4,10 @@
   archfile    architecture files (arch + hparams as YAML)
   optim       AutoCP's three PyTorch optimizers as one optax transformation with array hyperparameters
   engine      compiled, student-vmapped programs: init, one epoch (lax.scan over batches), predict
-  students    `TrainConfig`, the host loop over epochs: validation, early stop, reward (`StudentRun`)
+  students    `TrainConfig`, the host loop over epochs: validation, model selection, calibration, flags,
+              early stop, reward (`StudentRun`)
   experiment  one dataset's splits on device, and students trained on them (what the search uses)
   run         the long, resumable training of one architecture in a run folder (`jaxcp train`)
+  crossval    K-fold cross-validation, all folds in one vmapped program (`jaxcp crossval`, `student.folds`)
   checkpoint  the state of a long run on disk
 """
