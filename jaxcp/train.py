@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxcp.clinical import metrics
 from jaxcp.core.config import dump_yaml
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.progress import ProgressLog
@@ -84,16 +85,24 @@ def _duration(seconds: float) -> str:
     )
 
 
+def _with_interval(value, low, high) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value:.3f} ({low:.2f}-{high:.2f})" if np.isfinite(low) and np.isfinite(high) else f"{value:.3f}"
+
+
 def format_summary(summary: dict) -> str:
-    lines = [f"{'seed':>6} {'status':<14} {'kept epoch':>10} {'val AUC':>8} {'val acc':>8}  checkpoint"]
+    """Per seed: the kept model's validation AUC (Hanley-McNeil 95 % interval from the class sizes) and
+    accuracy (exact interval), then the timings."""
+    header = f"{'seed':>6} {'status':<14} {'kept epoch':>10} {'val AUC (95% CI)':>20} {'val acc (95% CI)':>20}"
+    lines = [header + "  checkpoint"]
     for s in summary["seeds"]:
         m = s["metrics"] or {}
-        auc, acc = m.get("auc"), m.get("accuracy")
-        lines.append(
-            f"{s['seed']:>6} {s['status']:<14} {s['best_epoch']:>10} "
-            f"{'-' if auc is None else f'{auc:.3f}':>8} {'-' if acc is None else f'{acc:.3f}':>8}  "
-            f"{s['checkpoint'] or '-'}"
-        )
+        n_pos, n_neg = m.get("tp", 0) + m.get("fn", 0), m.get("tn", 0) + m.get("fp", 0)
+        auc = _with_interval(m.get("auc"), *metrics.hanley_mcneil_ci(m.get("auc"), n_pos, n_neg))
+        acc = _with_interval(m.get("accuracy"), m.get("accuracy_ci_low", np.nan), m.get("accuracy_ci_high", np.nan))
+        lines.append(f"{s['seed']:>6} {s['status']:<14} {s['best_epoch']:>10} {auc:>20} {acc:>20}  "
+                     f"{s['checkpoint'] or '-'}")
     lines.append(
         f"{summary['epochs']} epochs; compile {summary['seconds_compile']:.1f} s, train "
         f"{summary['seconds_train']:.1f} s, validation {summary['seconds_eval']:.1f} s"

@@ -282,3 +282,12 @@ def test_apply_logit_shift_by_hand():
     assert metrics.apply_logit_shift(probs, 0.0) is probs
     back = metrics.apply_logit_shift(metrics.apply_logit_shift(probs, 1.3), -1.3)
     np.testing.assert_allclose(back, probs, rtol=1e-12)
+
+
+def test_hanley_mcneil_interval_by_hand():
+    # A = 0.8, 10 + 10: Q1 = 0.8 / 1.2, Q2 = 1.28 / 1.8; SE^2 = (0.16 + 9 (Q1 - 0.64) + 9 (Q2 - 0.64)) / 100 = 0.0104
+    low, high = metrics.hanley_mcneil_ci(0.8, 10, 10)
+    half = 1.959964 * math.sqrt(0.0104)
+    assert (low, high) == pytest.approx((0.8 - half, 0.8 + half), abs=1e-6)
+    assert metrics.hanley_mcneil_ci(1.0, 3, 3) == (1.0, 1.0)  # the formula's SE is 0 at a perfect AUC
+    assert all(math.isnan(v) for v in metrics.hanley_mcneil_ci(0.7, 0, 5))

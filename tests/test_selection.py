@@ -174,3 +174,14 @@ def test_a_training_run_records_flags_calibration_and_labels(tmp_path, capsys):
         assert again["auc"] == pytest.approx(meta["metrics"]["auc"])
     assert any(w.startswith("warning: seed ") for w in expected_warnings)  # 2 epochs: near-constant risks
     assert [line for line in err.splitlines() if line.startswith("warning:")] == expected_warnings
+
+
+def test_train_summary_gives_every_figure_with_its_interval():
+    subject = metrics.subject_metrics(np.array([1] * 10 + [0] * 10), np.r_[np.linspace(0.6, 0.9, 10),
+                                                                          np.linspace(0.1, 0.55, 10)])
+    summary = {"epochs": 2, "seconds_compile": 1.0, "seconds_train": 2.0, "seconds_eval": 3.0,
+               "seeds": [{"seed": 7, "status": "ok", "best_epoch": 2, "metrics": subject, "checkpoint": "seed_0"}]}
+    row = train.format_summary(summary).splitlines()[1]
+    low, high = metrics.hanley_mcneil_ci(subject["auc"], 10, 10)
+    assert f"{subject['auc']:.3f} ({low:.2f}-{high:.2f})" in row
+    assert f"{subject['accuracy']:.3f} ({subject['accuracy_ci_low']:.2f}-{subject['accuracy_ci_high']:.2f})" in row

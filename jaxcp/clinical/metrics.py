@@ -198,6 +198,19 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return low, high
 
 
+def hanley_mcneil_ci(auc: float, n_pos: int, n_neg: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Normal-approximation interval of an AUC from its value and class sizes alone (Hanley and McNeil,
+    1982): SE^2 = (A(1-A) + (n_pos-1)(Q1-A^2) + (n_neg-1)(Q2-A^2)) / (n_pos n_neg), Q1 = A/(2-A),
+    Q2 = 2A^2/(1+A); clipped to [0, 1]. For summaries that keep no risks (a bootstrap needs them);
+    (nan, nan) when the AUC is undefined."""
+    if n_pos <= 0 or n_neg <= 0 or auc is None or not math.isfinite(auc):
+        return math.nan, math.nan
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    half = float(stats.norm.ppf(1 - alpha / 2)) * math.sqrt(max(variance, 0.0))
+    return max(0.0, auc - half), min(1.0, auc + half)
+
+
 def youden_threshold(labels, scores) -> float:
     """Threshold maximising sensitivity + specificity (Youden's J), positive iff score >= threshold.
 
