@@ -178,8 +178,9 @@ def bootstrap_auc_ci(labels, scores, n_boot: int = 2000, seed: int = 1234,
 
 
 # ------------------------------------------------------------------------------------------------ thresholds
-def confusion(labels, scores, threshold: float = 0.5) -> Confusion:
-    """Confusion counts with positive prediction iff score >= threshold. labels, scores: (N,)."""
+def confusion(labels, scores, threshold=0.5) -> Confusion:
+    """Confusion counts with positive prediction iff score >= threshold. labels, scores: (N,); threshold:
+    a number or (N,) per infant (e.g. each fold's own)."""
     labels = _as_labels(labels)
     predicted = _as_scores(scores, labels.size) >= threshold
     actual = labels == 1

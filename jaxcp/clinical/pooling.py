@@ -96,10 +96,7 @@ def crossval_result(ids: Sequence[str], labels, risk, folds, thresholds, *, n_bo
     labels = np.asarray(labels).astype(int)
     risk, thresholds = np.asarray(risk, np.float64), np.asarray(thresholds, np.float64)
     positive = risk >= thresholds
-    tp = int((positive & (labels == 1)).sum())
-    fp = int((positive & (labels == 0)).sum())
-    tn = int((~positive & (labels == 0)).sum())
-    fn = int((~positive & (labels == 1)).sum())
+    tp, fp, tn, fn = metrics.confusion(labels, risk, thresholds)  # each infant at its own fold's threshold
     out = {"num_infants": int(labels.size), "num_positive": int(labels.sum()), "pooling": POOLING,
            "bootstrap": n_boot, "tp": tp, "fp": fp, "tn": tn, "fn": fn,
            "auc": within_fold_auc(labels, risk, folds),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,8 +37,7 @@ import numpy as np
 
 from jaxcp.clinical import metrics, pooling
 from jaxcp.clinical.evaluation import ThresholdRule
-from jaxcp.core import atomic
-from jaxcp.core.config import dump_yaml, jsonable, to_dict
+from jaxcp.core.config import jsonable, to_dict
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import (
     MANIFEST,
@@ -56,11 +54,10 @@ from jaxcp.data.splits import size_warning, stratified_folds
 from jaxcp.data.windows import SAMPLINGS, TrainPlan
 from jaxcp.model.arch import Arch
 from jaxcp.model.checkpoint import save_model
-from jaxcp.training import engine, optim
-from jaxcp.training.archfile import arch_file_text
+from jaxcp.training import engine
 from jaxcp.training.checkpoint import restore_run_state, save_run_state
 from jaxcp.training.hparams import HParams
-from jaxcp.training.run import PROGRESS_DIR, RUN_FILE, check_out_dir
+from jaxcp.training.run import PROGRESS_DIR, check_out_dir, write_run_files
 from jaxcp.training.students import (
     EpochReport,
     EvalData,
@@ -242,32 +239,9 @@ class FoldRun(StudentRun):
     def fold_of(self, student: int) -> int:
         return student // self.seeds_per_fold
 
-    def run_epoch(self) -> EpochReport:
-        """Train one epoch of every fold (one compiled call), validate each on its inner validation part."""
-        epoch = self.epoch
-        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(self.epoch_keys)
-        start, compiling = time.perf_counter(), self.compiled.seconds
-        lr = jnp.float32(optim.lr_factor(epoch))
-        self.state, epoch_metrics = self.compiled(self.programs.fold_epoch, self.state, step_keys, lr,
-                                                  self.train, self.plans)  # fmt: skip
-        losses = np.asarray(epoch_metrics["loss"])
-        self.seconds["train"] += time.perf_counter() - start - (self.compiled.seconds - compiling)
-        self.tracker.record_loss(epoch, losses)
-        val_auc = np.full(self.num_students, np.nan)
-        improved = np.zeros(self.num_students, bool)
-        evaluated = self.config.evaluates_at(epoch)
-        if evaluated:
-            start, compiling = time.perf_counter(), self.compiled.seconds
-            probs = np.asarray(self.compiled(self.programs.predict, self.state, self.val.features))
-            results = self.validation_results(probs)
-            val_auc = np.array([r["auc"] for r in results])
-            improved = self.tracker.record_eval(epoch, results)
-            if improved.any():
-                self.best_state = engine.where_students(jnp.asarray(improved), self.state, self.best_state)
-            self.seconds["eval"] += time.perf_counter() - start - (self.compiled.seconds - compiling)
-        self.tracker.check_early_stop(epoch)
-        self.epoch += 1
-        return EpochReport(epoch + 1, losses, evaluated, val_auc, improved, self.tracker.summaries())
+    def train_epoch(self, step_keys: jax.Array, lr: jax.Array) -> tuple[engine.TrainState, dict]:
+        """One compiled epoch of every fold's students, each on its own training plan."""
+        return self.compiled(self.programs.fold_epoch, self.state, step_keys, lr, self.train, self.plans)
 
     def validation_results(self, probs: np.ndarray) -> list[dict]:
         """(S_total, M_all) window probabilities -> each student's metrics on its fold's inner validation."""
@@ -363,13 +337,9 @@ def fold_dir(out_dir: Path, fold: int, seed_index: int) -> Path:
 
 
 def _start_folder(out_dir: Path, request: CrossvalRequest, run_json: dict, assignment: FoldAssignment) -> None:
-    for path in [*out_dir.glob("fold_*"), out_dir / PROGRESS_DIR, *(out_dir / n for n in pooling.OUTPUTS)]:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out_dir / "arch.yaml", arch_file_text(request.arch, request.hparams))
-    atomic.write_text(out_dir / "config.yaml", dump_yaml(request.config))
-    atomic.write_text(out_dir / "folds.json", json.dumps(assignment.to_json(), indent=1))
-    atomic.write_text(out_dir / RUN_FILE, json.dumps(run_json, indent=2))
+    leftovers = [*out_dir.glob("fold_*"), out_dir / PROGRESS_DIR, *(out_dir / n for n in pooling.OUTPUTS)]
+    write_run_files(out_dir, leftovers, request.arch, request.hparams, request.config, run_json,
+                    {"folds.json": json.dumps(assignment.to_json(), indent=1)})
 
 
 def prepare_crossval(request: CrossvalRequest) -> tuple[FoldRun, dict]:

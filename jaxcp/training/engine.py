@@ -117,20 +117,30 @@ def _loss_fn(model, params, batch_stats, x, y, key):
 
 def _epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key, lr_factor, data: TrainData):
     """One epoch for one student: sample, batch, and scan over (augment, featurise, step)."""
-    tx = optim.student_optimizer()
     k_sample, k_steps = jax.random.split(key)
     windows, infant = sample_train_windows(k_sample, data.coords, data.plan, window=spec.window)
-    labels = data.labels[infant]
+    state, losses, correct, _ = _scan_batches(spec, model, state, windows, data.labels[infant], k_steps, lr_factor)
+    return state, {"loss": losses.mean(), "accuracy": correct.mean(), "max_loss": losses.max()}
+
+
+def _scan_batches(spec: ProgramSpec, model: nn.Module, state: TrainState, windows, labels, key, lr_factor,
+                  num_valid=None):
+    """Batch one epoch's (M, W, V, 2) windows (the last incomplete batch dropped) and scan over (augment,
+    featurise, step) at learning rate base_lr * lr_factor. With `num_valid`, a step whose batch reaches past
+    the first `num_valid` windows leaves the state unchanged. Returns (state, losses, correct, valid) per batch."""
+    tx = optim.student_optimizer()
     num_batches = windows.shape[0] // spec.batch_size
     used = num_batches * spec.batch_size
     windows = windows[:used].reshape(num_batches, spec.batch_size, *windows.shape[1:])
     labels = labels[:used].reshape(num_batches, spec.batch_size)
-    step_keys = jax.random.split(k_steps, num_batches)
+    step_keys = jax.random.split(key, num_batches)
     hp = state.opt_state.hparams._replace(lr=state.base_lr * lr_factor)
     state = state.replace(opt_state=optim.with_hparams(state.opt_state, hp))
+    masked = num_valid is not None
+    valid = (jnp.arange(num_batches) + 1) * spec.batch_size <= num_valid if masked else jnp.ones(num_batches, bool)
 
     def step(state: TrainState, xs):
-        batch, y, k = xs
+        batch, y, k, ok = xs
         k_aug, k_drop = jax.random.split(k)
         if spec.augment is not None:
             batch = augment(k_aug, batch, spec.augment)
@@ -140,10 +150,12 @@ def _epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key, lr_f
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state, step=state.step + 1)
+        if masked:
+            new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
         return new, (loss, correct)
 
-    state, (losses, correct) = jax.lax.scan(step, state, (windows, labels, step_keys))
-    return state, {"loss": losses.mean(), "accuracy": correct.mean(), "max_loss": losses.max()}
+    state, (losses, correct) = jax.lax.scan(step, state, (windows, labels, step_keys, valid))
+    return state, losses, correct, valid
 
 
 @flax.struct.dataclass
@@ -166,7 +178,6 @@ def _fold_epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key,
     first; a scan step whose batch is not entirely valid leaves the state unchanged. With every entry valid
     this is `_epoch_one` exactly (same draws, same order, same steps).
     """
-    tx = optim.student_optimizer()
     k_sample, k_steps = jax.random.split(key)
     start_key, perm_key = jax.random.split(k_sample)
     window_plan = TrainPlan(plan.infant, plan.part, plan.num_parts)
@@ -177,31 +188,8 @@ def _fold_epoch_one(spec: ProgramSpec, model: nn.Module, state: TrainState, key,
     order = order[jnp.argsort(order >= plan.num_valid, stable=True)]  # valid entries first, still shuffled
     infant, starts = plan.infant[order], starts[order]
     windows = cut_windows(data.coords, infant, starts, spec.window)
-    labels = data.labels[infant]
-    num_batches = size // spec.batch_size
-    used = num_batches * spec.batch_size
-    windows = windows[:used].reshape(num_batches, spec.batch_size, *windows.shape[1:])
-    labels = labels[:used].reshape(num_batches, spec.batch_size)
-    valid = (jnp.arange(num_batches) + 1) * spec.batch_size <= plan.num_valid
-    step_keys = jax.random.split(k_steps, num_batches)
-    hp = state.opt_state.hparams._replace(lr=state.base_lr * lr_factor)
-    state = state.replace(opt_state=optim.with_hparams(state.opt_state, hp))
-
-    def step(state: TrainState, xs):
-        batch, y, k, ok = xs
-        k_aug, k_drop = jax.random.split(k)
-        if spec.augment is not None:
-            batch = augment(k_aug, batch, spec.augment)
-        x = compute_features(batch, spec.layout, spec.features)
-        grad_fn = jax.value_and_grad(functools.partial(_loss_fn, model), has_aux=True)
-        (loss, (batch_stats, correct)), grads = grad_fn(state.params, state.batch_stats, x, y, k_drop)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state, step=state.step + 1)
-        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)  # masked update
-        return new, (loss, correct)
-
-    state, (losses, correct) = jax.lax.scan(step, state, (windows, labels, step_keys, valid))
+    state, losses, correct, valid = _scan_batches(spec, model, state, windows, data.labels[infant], k_steps,
+                                                  lr_factor, plan.num_valid)
     count = jnp.maximum(valid.sum(), 1)
     return state, {"loss": jnp.where(valid, losses, 0.0).sum() / count,
                    "accuracy": jnp.where(valid, correct, 0.0).sum() / count,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -137,14 +137,24 @@ def check_out_dir(out_dir: Path, run: dict, restart: bool) -> str:
     return "finished" if (out_dir / SUMMARY_FILE).is_file() else "resume"
 
 
+def write_run_files(out_dir: Path, leftovers: Iterable[Path], arch: Arch, hparams: HParams, config: TrainConfig,
+                    run_json: dict, extra: dict[str, str] | None = None) -> None:
+    """Clear what an earlier run left (`leftovers`), then write arch.yaml (with the input settings),
+    config.yaml, the `extra` files and, last, run.json (what marks the folder as a run)."""
+    for path in leftovers:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out_dir / "arch.yaml", arch_file_text(arch, hparams, config.features, config.window, config.hop))
+    atomic.write_text(out_dir / "config.yaml", dump_yaml(config))
+    for name, text in (extra or {}).items():
+        atomic.write_text(out_dir / name, text)
+    atomic.write_text(out_dir / RUN_FILE, json.dumps(run_json, indent=2))
+
+
 def start_run_folder(out_dir: Path, request: RunRequest, run_json: dict) -> None:
     """Clear what an earlier run left (models, training state, summary), then write what is asked."""
-    for path in [out_dir / SUMMARY_FILE, out_dir / PROGRESS_DIR, *out_dir.glob("seed_*")]:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    atomic.write_text(out_dir / "arch.yaml", arch_file_text(request.arch, request.hparams, request.config.features,
-                                                           request.config.window, request.config.hop))
-    atomic.write_text(out_dir / "config.yaml", dump_yaml(request.config))
-    atomic.write_text(out_dir / RUN_FILE, json.dumps(run_json, indent=2))
+    leftovers = [out_dir / SUMMARY_FILE, out_dir / PROGRESS_DIR, *out_dir.glob("seed_*")]
+    write_run_files(out_dir, leftovers, request.arch, request.hparams, request.config, run_json)
 
 
 def save_best(out_dir: Path, run: StudentRun, report: EpochReport, request: RunRequest, spec: ModelSpec) -> None:

@@ -273,7 +273,7 @@ class StudentRun:
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(self.epoch_keys)
         start, compiling = time.perf_counter(), self.compiled.seconds
         lr = jnp.float32(optim.lr_factor(epoch))
-        self.state, epoch_metrics = self.compiled(self.programs.epoch, self.state, step_keys, lr, self.train)
+        self.state, epoch_metrics = self.train_epoch(step_keys, lr)
         losses = np.asarray(epoch_metrics["loss"])
         # compile time is reported on its own (self.compiled.seconds), not as training or validation
         self.seconds["train"] += time.perf_counter() - start - (self.compiled.seconds - compiling)
@@ -293,6 +293,10 @@ class StudentRun:
         self.tracker.check_early_stop(epoch)
         self.epoch += 1
         return EpochReport(epoch + 1, losses, evaluated, val_auc, improved, self.tracker.summaries())
+
+    def train_epoch(self, step_keys: jax.Array, lr: jax.Array) -> tuple[engine.TrainState, dict]:
+        """One compiled epoch of every student: (new stacked state, per-student metrics)."""
+        return self.compiled(self.programs.epoch, self.state, step_keys, lr, self.train)
 
     def validation_results(self, probs: np.ndarray) -> list[dict]:
         """(S, M) raw window P(CP) of the validation windows -> one metrics dict per student (`evaluate_probs`
