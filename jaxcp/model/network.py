@@ -6,6 +6,11 @@ outputs are concatenated on channels and go through the main blocks (last one 48
 average pooling, dropout and a linear classifier. A block is spatial layer (graph conv or Multi-GCN) ->
 temporal layers -> attention. The last main-stream feature map (N, T'', V, 48) is sown as
 ("intermediates", "features") for class-activation maps.
+
+`Network.options` (`ModelOptions`) says how it is computed: layer formulations and matmul precision (read by
+the primitives while the network traces) and rematerialisation (`remat`: "blocks" recomputes every block and stem
+layer in the backward pass, "full" also every layer inside a block; `remat.layer`). The parameter tree is the
+same for every option.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from jaxcp.model.arch import Arch
 from jaxcp.model.attention import AttentionLayer
 from jaxcp.model.graph import MultiGCNLayer, SpatialGraphLayer
 from jaxcp.model.ops import BatchNorm, Pointwise, record_avg_pool, replicate_counts
+from jaxcp.model.options import ModelOptions, using
 from jaxcp.model.plan import BlockSpec, input_blocks, main_blocks
-from jaxcp.model.temporal import BasicTemporal, temporal_layer
+from jaxcp.model.remat import layer
+from jaxcp.model.temporal import BasicTemporal, temporal_class
 
 CLASSIFIER_INIT_STD = 0.001
+BLOCKS, LAYERS, STEM = ("blocks",), ("full",), ("blocks", "full")  # remat settings that recompute them
 
 
 class Block(nn.Module):
@@ -37,17 +45,18 @@ class Block(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         spec, arch = self.spec, self.arch
         if spec.multi_gcn:
-            x = MultiGCNLayer(spec.out_channels, self.layout, arch.activation, name="gcn")(x, train=train)
+            gcn = layer(MultiGCNLayer, LAYERS, spec.out_channels, self.layout, arch.activation, train=train, name="gcn")
         else:
-            x = SpatialGraphLayer(spec.out_channels, spec.graph_distance, self.layout, arch.activation,
-                                  name="gcn")(x, train=train)
-        for j, layer in enumerate(spec.temporal):
-            tcn = temporal_layer(layer.conv, window=layer.window, stride=layer.stride,
-                                 activation=arch.activation, expand_ratio=arch.expand_ratio,
-                                 reduct_ratio=arch.reduct_ratio, variant=arch.variant, name=f"tcn{j}")
+            gcn = layer(SpatialGraphLayer, LAYERS, spec.out_channels, spec.graph_distance, self.layout,
+                        arch.activation, train=train, name="gcn")
+        x = gcn(x, train=train)
+        for j, temporal in enumerate(spec.temporal):
+            tcn = layer(temporal_class(temporal.conv), LAYERS, window=temporal.window, stride=temporal.stride,
+                        activation=arch.activation, expand_ratio=arch.expand_ratio,
+                        reduct_ratio=arch.reduct_ratio, variant=arch.variant, train=train, name=f"tcn{j}")
             x = tcn(x, train=train)
-        attention = AttentionLayer(arch.attention, arch.activation, arch.reduct_ratio, self.layout,
-                                   name="att")
+        attention = layer(AttentionLayer, LAYERS, arch.attention, arch.activation, arch.reduct_ratio, self.layout,
+                          train=train, name="att")
         return attention(x, train=train)
 
 
@@ -61,11 +70,12 @@ class InputStream(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         a = self.arch
         x = BatchNorm(name="init_bn")(x, train=train)
-        x = SpatialGraphLayer(a.init_channels, a.graph_distance_in, self.layout, a.activation,
-                              name="stem_gcn")(x, train=train)
-        x = BasicTemporal(a.temporal_window_in, activation=a.activation, name="stem_tcn")(x, train=train)
+        x = layer(SpatialGraphLayer, STEM, a.init_channels, a.graph_distance_in, self.layout, a.activation,
+                  train=train, name="stem_gcn")(x, train=train)
+        x = layer(BasicTemporal, STEM, a.temporal_window_in, activation=a.activation, train=train,
+                  name="stem_tcn")(x, train=train)
         for b, spec in enumerate(input_blocks(a)):
-            x = Block(spec, a, self.layout, name=f"block{b}")(x, train=train)
+            x = layer(Block, BLOCKS, spec, a, self.layout, train=train, name=f"block{b}")(x, train=train)
         return x
 
 
@@ -122,7 +132,7 @@ class Classifier(nn.Module):
 class Network(nn.Module):
     """The whole candidate. x: (N, streams, T, V, in_channels) -> logits (N, num_classes).
 
-    BatchNorm state in "batch_stats", dropout rng "dropout".
+    BatchNorm state in "batch_stats", dropout rng "dropout". `options`: how it is computed (module doc).
     """
 
     arch: Arch
@@ -130,29 +140,35 @@ class Network(nn.Module):
     streams: int = 4
     in_channels: int = 4
     num_classes: int = 2
+    options: ModelOptions = ModelOptions()
+
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        with using(self.options):
+            return self.forward(x, train=train)
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def forward(self, x: jax.Array, *, train: bool) -> jax.Array:
         expected = (self.streams, self.layout.num_joints, self.in_channels)
         if x.ndim != 5 or (x.shape[1], x.shape[3], x.shape[4]) != expected:
             raise ValueError(f"expected input (N, {self.streams}, T, {self.layout.num_joints}, "
                              f"{self.in_channels}), got {x.shape}")
         h = InputStreams(self.arch, self.layout, self.streams, name="input")(x, train=train)
         for b, spec in enumerate(main_blocks(self.arch, h.shape[-1])):
-            h = Block(spec, self.arch, self.layout, name=f"main{b}")(h, train=train)
+            h = layer(Block, BLOCKS, spec, self.arch, self.layout, train=train, name=f"main{b}")(h, train=train)
         self.sow("intermediates", "features", h)
         return Classifier(self.num_classes, self.arch.dropout, name="classifier")(h, train=train)
 
 
 ALL_STREAMS = FeatureConfig()
+DEFAULT_OPTIONS = ModelOptions()
 
 
 def create_model(arch: Arch, layout: Layout | str, features: FeatureConfig = ALL_STREAMS, *,
-                 num_classes: int = 2) -> Network:
+                 num_classes: int = 2, options: ModelOptions = DEFAULT_OPTIONS) -> Network:
     """The Flax network of a candidate for the input streams of `features` (default all four); call it as
     `model.apply(variables, x, train=...)` with x: (N, features.num_streams, T, V, 4)."""
     return Network(arch, load_layout(layout), streams=features.num_streams, in_channels=CHANNELS_PER_STREAM,
-                   num_classes=num_classes)
+                   num_classes=num_classes, options=options)
 
 
 def input_shape(layout: Layout, features: FeatureConfig, window: int, batch: int = 1) -> tuple[int, ...]:

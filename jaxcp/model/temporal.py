@@ -179,9 +179,9 @@ TEMPORAL_LAYERS: dict[str, type[TemporalLayer]] = {
 }
 
 
-def temporal_layer(conv: str, **fields) -> TemporalLayer:
-    """The temporal layer module of a conv type name."""
+def temporal_class(conv: str) -> type[TemporalLayer]:
+    """The temporal layer module class of a conv type name."""
     try:
-        return TEMPORAL_LAYERS[conv](**fields)
+        return TEMPORAL_LAYERS[conv]
     except KeyError:
         raise ValueError(f"unknown conv type {conv!r}") from None

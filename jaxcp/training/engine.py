@@ -11,7 +11,8 @@ axis is the student axis S (several seeds / learning rates / optimizers of ONE a
 - `fold_epoch(state, keys (S,), lr_factor, train, plans)`: `epoch` with a training plan per student
   (`FoldPlan`, padded to a common length), for cross-validation folds trained as one program.
 
-Programs are cached per `ProgramSpec` (architecture, layout, features, augmentation, batch size, window);
+Programs are cached per `ProgramSpec` (architecture, layout, features, augmentation, batch size, window, model
+options);
 `jax.jit` then compiles once per data shape. Nothing here touches files or clocks.
 """
 
@@ -33,6 +34,7 @@ from jaxcp.data.features import FeatureConfig, compute_features
 from jaxcp.data.skeleton import Layout
 from jaxcp.data.windows import WINDOW, TrainPlan, cut_windows, sample_train_windows, train_window_bounds
 from jaxcp.model import Arch, create_model, input_shape
+from jaxcp.model.options import ModelOptions
 from jaxcp.training import optim
 
 PROGRAM_CACHE_SIZE = 16  # architectures whose programs (and compiled executables) stay in memory
@@ -49,6 +51,7 @@ class ProgramSpec:
     batch_size: int = 32
     window: int = WINDOW
     eval_batch: int = 256
+    options: ModelOptions = ModelOptions()  # formulation, precision, remat of the network
 
 
 @flax.struct.dataclass
@@ -208,7 +211,7 @@ def _predict_one(spec: ProgramSpec, model: nn.Module, state: TrainState, feature
 
 def make_programs(spec: ProgramSpec) -> Programs:
     """The jitted, student-vmapped programs of one spec (not cached: use `get_programs`)."""
-    model = create_model(spec.arch, spec.layout, spec.features)
+    model = create_model(spec.arch, spec.layout, spec.features, options=spec.options)
     init = jax.jit(jax.vmap(functools.partial(_init_one, spec, model)))
     epoch = jax.jit(
         jax.vmap(functools.partial(_epoch_one, spec, model), in_axes=(0, 0, None, None)),

@@ -41,6 +41,7 @@ from jaxcp.data.skeleton import Layout
 from jaxcp.data.windows import HOP, PARTS_NEGATIVE, PARTS_POSITIVE, SAMPLINGS, WINDOW, TrainPlan, make_eval_windows
 from jaxcp.model.arch import Arch
 from jaxcp.model.checkpoint import ModelSpec
+from jaxcp.model.options import FORMULATIONS, PRECISIONS, REMATS, ModelOptions
 from jaxcp.training import engine, optim
 from jaxcp.training.hparams import HParams
 
@@ -71,10 +72,14 @@ class TrainConfig:
     sampling: str = "autocp"  # training windows per epoch: "autocp" (parts per class) | "balanced"
     calibration: str = "prior"  # "prior": correct the window probabilities for the sampling | "none"
     labels: tuple[str, str] = ("no CP", "CP")  # class names (label 0, label 1), saved with the models
+    formulation: str = "auto"  # how layers are computed: "auto" | "matmul" | "conv" (jaxcp.model.options)
+    precision: str = "float32"  # matmul precision: "float32" | "tf32" | "bfloat16"
+    remat: str = "none"  # recompute in the backward pass instead of keeping: "none" | "blocks" | "full"
 
     def __post_init__(self):
         for key, allowed in (("select", SELECTIONS), ("sampling", tuple(SAMPLINGS)),
-                             ("calibration", CALIBRATIONS)):
+                             ("calibration", CALIBRATIONS), ("formulation", FORMULATIONS),
+                             ("precision", PRECISIONS), ("remat", REMATS)):
             if getattr(self, key) not in allowed:
                 raise InputError(f"training setting {key}={getattr(self, key)!r}: must be one of {list(allowed)}")
         if not 1 <= self.select_from <= self.epochs:
@@ -90,6 +95,11 @@ class TrainConfig:
         """How a model trained with these settings is rebuilt and fed: what its checkpoint records."""
         return ModelSpec(arch, layout, self.features, self.window, self.hop, data or DataSettings(),
                          float(logit_shift))
+
+    @property
+    def model_options(self) -> ModelOptions:
+        """How the students' networks are computed (no effect on parameters or, up to rounding, results)."""
+        return ModelOptions(self.formulation, self.precision, self.remat)
 
     def evaluates_at(self, epoch: int) -> bool:
         """Whether validation runs after 0-based `epoch`."""
@@ -149,6 +159,7 @@ def program_spec(arch: Arch, layout: Layout, batch_size: int, config: TrainConfi
         batch_size=batch_size,
         window=config.window,
         eval_batch=config.eval_batch,
+        options=config.model_options,
     )
 
 
