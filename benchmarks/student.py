@@ -50,10 +50,12 @@ def make_cohort(folder: Path, infants: int, minutes: float) -> Path:
     return folder / "processed"
 
 
-def run_student(args: argparse.Namespace, folder: Path) -> dict:
-    arch, hparams = load_arch_file(args.arch)
+def run_student(args: argparse.Namespace, folder: Path, arch_hparams: tuple | None = None) -> dict:
+    """One student on a fresh cohort in `folder`; `arch_hparams` (Arch, HParams) replaces `args.arch`."""
+    arch, hparams = arch_hparams or load_arch_file(args.arch)
     config = students.TrainConfig(epochs=args.epochs, eval_every=args.eval_every, early_stop=False,
-                               parts_positive=args.parts_positive, parts_negative=args.parts_negative)
+                                  parts_positive=args.parts_positive, parts_negative=args.parts_negative,
+                                  window=args.window, hop=args.window // 2, remat=args.remat)
     start = time.perf_counter()
     data_dir = make_cohort(folder, args.infants, args.minutes)
     cohort_s = time.perf_counter() - start
@@ -111,6 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parts-positive", type=int, default=30, help="windows per CP infant and epoch")
     parser.add_argument("--parts-negative", type=int, default=5, help="windows per non-CP infant and epoch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--window", type=int, default=150, help="frames per window (hop: half of it)")
+    parser.add_argument("--remat", default="none", help="recompute in the backward pass: none | blocks | full")
     parser.add_argument("--small", action="store_true",
                         help="CPU-sized: 40 infants of 1 minute, 2 epochs of 2/1 windows per CP/other infant")
     args = parser.parse_args(argv)
