@@ -77,13 +77,14 @@ class Size:
     search_overrides: tuple[str, ...] = ()
     matmul_n: int = 4096
     small_arch: bool = False
+    memory_grid: tuple[tuple[str, str], ...] = tuple((f, r) for f in FORMULATIONS[1:] for r in REMATS)
 
 
 FULL = Size()
 DRY = Size(batch=4, window=30, students=(1, 2), steps=1, repeats=1, eval_batch=8, infants=16, minutes=0.5,
            epochs=1, eval_every=1, parts=(4, 2), search_config=str(ROOT / "configs" / "search" / "test.yaml"),
            search_overrides=("iterations=1", "first_students=1", "students=1", "student.epochs=1"),
-           matmul_n=256, small_arch=True)  # fmt: skip
+           matmul_n=256, small_arch=True, memory_grid=(("matmul", "none"), ("matmul", "full"), ("conv", "none")))
 
 
 def suite_arch(size: Size):
@@ -109,13 +110,12 @@ def device_part(size: Size) -> dict:
 
 
 def memory_part(size: Size) -> dict:
-    """Temporaries per student for each remat x formulation (one student; compile only, nothing runs)."""
+    """Temporaries per student for each (formulation, remat) of the grid (one student; compile only)."""
     arch, hparams = suite_arch(size)
     memory, rows = train_step.device_memory(), []
-    for formulation in FORMULATIONS[1:]:
-        for remat in REMATS:
-            spec = program_spec(arch, size, ModelOptions(formulation=formulation, remat=remat))
-            rows.append(train_step.with_fit(train_step.training_memory(spec, hparams, 1), memory))
+    for formulation, remat in size.memory_grid:
+        spec = program_spec(arch, size, ModelOptions(formulation=formulation, remat=remat))
+        rows.append(train_step.with_fit(train_step.training_memory(spec, hparams, 1), memory))
     return {"rows": rows}
 
 
@@ -177,8 +177,8 @@ def run_suite(size: Size, budget_s: float, only: list[str]) -> dict:
             continue
         t0 = time.perf_counter()
         out = part(size, deadline) if name == "throughput" else part(size)
-        results[name] = {**out, "seconds": time.perf_counter() - t0}
-        print(f"{name}: done in {results[name]['seconds']:.1f} s", flush=True)
+        results[name] = {**out, "part_s": time.perf_counter() - t0}
+        print(f"{name}: done in {results[name]['part_s']:.1f} s", flush=True)
     results["total_s"] = time.perf_counter() - start
     results["targets"] = targets(results)
     return results
