@@ -2,6 +2,13 @@
 
 x: (N, T, V, C) channels last. Adjacency slices come from `Layout.adjacency()` (reference §2.3): slice k
 holds the column-normalised entries of joints k hops apart; a layer with graph distance d uses K = d + 1.
+
+The graph products have two formulations (`options.current().formulation`, see `ops`): "matmul" writes
+them as einsums, which XLA:CPU handles well; "conv" moves the contracted axes (adjacency slice, joint)
+last and the kept joint axis into the other operand, so that each is ONE plain matrix product with a
+contraction of K x V (the (K x V, W) graph matrix), or one batched matrix product per (sample, channel)
+for Multi-GCN: the layout cuBLAS wants, with the transposes explicit instead of left to XLA's dot
+decomposition. Same parameters, same counts, same values up to rounding.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcp.data.skeleton import Layout
-from jaxcp.model.ops import BatchNorm, Pointwise, activation_fn, dense, kaiming_normal, record
+from jaxcp.model.ops import BatchNorm, Pointwise, activation_fn, dense, einsum, kaiming_normal, linear, record
+from jaxcp.model.options import current
 
 
 @functools.lru_cache(maxsize=32)
@@ -48,12 +56,39 @@ class SpatialGraphConv(nn.Module):
         record(self, "conv", n * t * v * k * cout * cin, kernel.size + bias.size)
         graph = a * edge
         if cin < cout:
-            pooled = jnp.einsum("ntvc,kvw->ntwkc", x, graph).reshape(n, t, v, k * cin)
+            pooled = aggregate_joints(x, graph).reshape(n, t, v, k * cin)
             weights = kernel.reshape(cin, k, cout).transpose(1, 0, 2).reshape(k * cin, cout)
-            bias_per_joint = jnp.einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
+            bias_per_joint = einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
             return dense(pooled, weights) + bias_per_joint
         z = (dense(x, kernel) + bias).reshape(n, t, v, k, cout)
-        return jnp.einsum("ntvkc,kvw->ntwc", z, graph)
+        return combine_slices(z, graph)
+
+
+def aggregate_joints(x: jax.Array, graph: jax.Array) -> jax.Array:
+    """y[n,t,w,k,c] = sum_v x[n,t,v,c] graph[k,v,w]. x: (N, T, V, C), graph: (K, V, W) -> (N, T, W, K, C).
+
+    "conv": (N T C, V) @ (V, K W), then the (K, W) axes moved back before the channels.
+    """
+    if current().formulation != "conv":
+        return einsum("ntvc,kvw->ntwkc", x, graph)
+    n, t, v, c = x.shape
+    k, w = graph.shape[0], graph.shape[2]
+    y = linear(jnp.matmul, x.transpose(0, 1, 3, 2), graph.transpose(1, 0, 2).reshape(v, k * w))
+    return y.reshape(n, t, c, k, w).transpose(0, 1, 4, 3, 2)
+
+
+def combine_slices(z: jax.Array, graph: jax.Array) -> jax.Array:
+    """y[n,t,w,c] = sum_k sum_v z[n,t,v,k,c] graph[k,v,w]. z: (N, T, V, K, C), graph: (K, V, W) -> (N, T, W, C).
+
+    "conv": z as (N T C, K V) @ graph as (K V, W), one matrix product, then W moved before the channels.
+    """
+    if current().formulation != "conv":
+        return einsum("ntvkc,kvw->ntwc", z, graph)
+    n, t, v, k, c = z.shape
+    w = graph.shape[2]
+    rows = z.transpose(0, 1, 4, 3, 2).reshape(n * t * c, k * v)
+    y = linear(jnp.matmul, rows, graph.reshape(k * v, w))
+    return y.reshape(n, t, c, w).transpose(0, 1, 3, 2)
 
 
 def _residual(x: jax.Array, features: int, *, train: bool) -> jax.Array:
@@ -113,9 +148,9 @@ class MultiGCNLayer(nn.Module):
         b4 = self.param("relation_bias", nn.initializers.zeros, (k, cout))
         alpha = self.param("alpha", nn.initializers.zeros, (k,))
         record(self, "conv", n * v * v * k * cout * rel, w4.size + b4.size)
-        refined = (jnp.einsum("nuvkr,krc->nuvkc", r, w4) + b4) * alpha[:, None]
+        refined = (einsum("nuvkr,krc->nuvkc", r, w4) + b4) * alpha[:, None]
         refined = refined + a.transpose(1, 2, 0)[None, :, :, :, None]
-        y = jnp.einsum("nuvkc,ntvkc->ntuc", refined, x3)
+        y = apply_refined(refined, x3)
         return act(y) + BatchNorm(name="bn")(y, train=train) + res
 
     def _relation(self, x_mean: jax.Array, features: int, fan_out: int, frames: int, name: str) -> jax.Array:
@@ -124,4 +159,20 @@ class MultiGCNLayer(nn.Module):
         kernel = self.param(f"{name}_kernel", kaiming_normal(fan_out), (cin, features))
         bias = self.param(f"{name}_bias", nn.initializers.zeros, (features,))
         record(self, "conv", n * frames * v * features * cin, kernel.size + bias.size)
-        return x_mean @ kernel + bias
+        return dense(x_mean, kernel) + bias
+
+
+def apply_refined(refined: jax.Array, x3: jax.Array) -> jax.Array:
+    """y[n,t,u,c] = sum_k sum_v refined[n,u,v,k,c] x3[n,t,v,k,c]: per sample and channel, the refined
+    graphs applied to the values. refined: (N, U, V, K, C), x3: (N, T, V, K, C) -> (N, T, U, C).
+
+    "conv": a batched matrix product over (N, C) of (U, V K) @ (V K, T). The small relation product
+    (r @ relation_kernel per slice) stays an einsum in both formulations (a batched matmul over K).
+    """
+    if current().formulation != "conv":
+        return einsum("nuvkc,ntvkc->ntuc", refined, x3)
+    n, u, v, k, c = refined.shape
+    t = x3.shape[1]
+    lhs = refined.transpose(0, 4, 1, 2, 3).reshape(n, c, u, v * k)
+    rhs = x3.transpose(0, 4, 2, 3, 1).reshape(n, c, v * k, t)
+    return linear(jnp.matmul, lhs, rhs).transpose(0, 3, 2, 1)

@@ -1,9 +1,20 @@
-"""Primitive layers, channels last, in the formulations that are fast under XLA, with thop-rule counting.
+"""Primitive layers, channels last, in two formulations (one per kind of backend), with thop-rule counting.
 
-Arrays are (N, T, ..., C): batch first, time second, channels last. Temporal convolutions are sums of
-time-shifted slices times weight matrices (strided ones slice with a step), depthwise ones are shifted
-multiply-adds: on XLA:CPU these are much faster than `lax.conv_general_dilated`, above all in the
-backward pass (see shared/PERFORMANCE.md), and they equal the convolution exactly.
+Arrays are (N, T, ..., C): batch first, time second, channels last. Every primitive reads
+`options.current()` while it traces (`Network` sets it) and computes in one of two formulations:
+
+- "matmul" (the default on CPU): temporal convolutions are sums of time-shifted slices times weight
+  matrices (one im2col matmul; strided ones slice with a step), depthwise ones shifted multiply-adds, and
+  `dense` has a backward pass written for XLA:CPU. On XLA:CPU these are much faster than
+  `lax.conv_general_dilated`, above all in the backward pass (see shared/PERFORMANCE.md).
+- "conv" (the default on GPU/TPU): `lax.conv_general_dilated` with a (window, 1) kernel over (T, joints)
+  (depthwise: `feature_group_count` = C) and `dense` as a plain matrix product with autodiff's backward:
+  the forms cuDNN/cuBLAS and XLA:GPU's fusions are built for.
+
+Both give the same values (float rounding aside) from the same parameters: names, shapes and
+initialisers do not depend on the formulation, nor do the counts below. Every matrix product and
+convolution, forward and backward, runs at `current().precision` through `linear` (`dense` passes it to
+its backward explicitly, as a custom_vjp backward is traced after `using(...)` has returned).
 
 Initialisation follows AutoCP: every convolution kernel is Kaiming-normal with fan_out (std =
 sqrt(2 / fan_out), fan_out = out_channels x kernel size, depthwise: channels x kernel size), biases zero,
@@ -29,6 +40,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jaxcp.model.options import current, dot_precision
 
 BN_MOMENTUM = 0.9  # flax convention: running = 0.9 running + 0.1 batch (PyTorch momentum 0.1)
 BN_EPSILON = 1e-5
@@ -131,35 +144,144 @@ def normal(std: float) -> Callable:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Matrix products
+# Matrix products and convolutions at the options' precision
 
-@jax.custom_vjp
+def linear(fn: Callable, a: jax.Array, b: jax.Array, precision: str | None = None) -> jax.Array:
+    """fn(a, b, precision=..., preferred_element_type=...) for a bilinear `fn` (jnp.matmul, an einsum,
+    a lax convolution) at a ModelOptions precision (default: `current().precision`), output float32.
+
+    "float32" and "tf32" pass `dot_precision(...)` (HIGHEST, HIGH); autodiff's transposed products keep
+    it. "bfloat16" multiplies bfloat16 copies of a and b with float32 sums (`preferred_element_type`);
+    its backward multiplies the bfloat16 operands by the cotangent rounded to bfloat16 (autodiff would
+    cast the operands back to float32), so each gradient product is rounded to bfloat16 once. XLA:CPU
+    has no bfloat16 x bfloat16 -> float32 product, so there (`native_bfloat16()` false) the same
+    numbers come from the bfloat16 values converted back to float32 and multiplied at HIGHEST.
+    """
+    precision = precision or current().precision
+    if precision == "bfloat16":
+        return _bfloat16_linear(fn, a, b)
+    return fn(a, b, precision=dot_precision(precision), preferred_element_type=jnp.float32)
+
+
+def native_bfloat16() -> bool:
+    """Whether the backend multiplies bfloat16 operands into float32 sums itself (not XLA:CPU)."""
+    return jax.default_backend() != "cpu"
+
+
+def _bf16(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.bfloat16)
+
+
+def _bfloat16_product(fn: Callable, a16: jax.Array, b16: jax.Array, out_dtype) -> jax.Array:
+    """fn of two bfloat16 operands with float32 sums, the result in `out_dtype`."""
+    if native_bfloat16():
+        return fn(a16, b16, precision=None, preferred_element_type=out_dtype)
+    y = fn(a16.astype(jnp.float32), b16.astype(jnp.float32), precision=lax.Precision.HIGHEST,
+           preferred_element_type=jnp.float32)
+    return y.astype(out_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _bfloat16_linear(fn, a, b):
+    return _bfloat16_product(fn, _bf16(a), _bf16(b), jnp.float32)
+
+
+def _bfloat16_linear_forward(fn, a, b):
+    a16, b16 = _bf16(a), _bf16(b)
+    return _bfloat16_product(fn, a16, b16, jnp.float32), (a16, b16)
+
+
+def _bfloat16_linear_backward(fn, residuals, g):
+    a16, b16 = residuals
+    _, vjp = jax.vjp(lambda a, b: _bfloat16_product(fn, a, b, jnp.bfloat16), a16, b16)
+    g_a, g_b = vjp(_bf16(g))
+    return g_a.astype(jnp.float32), g_b.astype(jnp.float32)
+
+
+_bfloat16_linear.defvjp(_bfloat16_linear_forward, _bfloat16_linear_backward)
+
+
+def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """jnp.einsum of two operands at the current precision."""
+    return linear(functools.partial(jnp.einsum, spec), a, b)
+
+
+def round_operand(x: jax.Array) -> jax.Array:
+    """x rounded to bfloat16 (kept float32) under precision "bfloat16", else x: the operands of the
+    elementwise products that stand for a convolution (depthwise shifted multiply-adds)."""
+    return _bf16(x).astype(x.dtype) if current().precision == "bfloat16" else x
+
+
 def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x (..., C_in) @ kernel (C_in, C_out) at the current precision, in the current formulation.
+
+    "conv": a plain matrix product (autodiff's backward). "matmul": `dense_xla_cpu`, whose backward is
+    written for XLA:CPU. Weights must be JAX arrays or tracers, not numpy constants (custom_vjp under
+    vmap rejects those; see export.py).
+    """
+    options = current()
+    if options.formulation == "conv":
+        return linear(jnp.matmul, x, kernel, options.precision)
+    return dense_xla_cpu(x, kernel, options.precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense_xla_cpu(x: jax.Array, kernel: jax.Array, precision: str = "float32") -> jax.Array:
     """x (..., C_in) @ kernel (C_in, C_out), with a backward pass written for XLA:CPU.
 
     Autodiff's weight gradient x^T g makes XLA:CPU's layout assignment write the cotangent g transposed
     (C_out, N T V) out of the fusion that produces it, a strided copy of the largest activations that
     cost more than the matrix products themselves. Computing (g^T x)^T instead keeps every activation
     in its natural layout (measured 2.3x faster forward + backward on the input-stream shapes, see
-    README, Search space and network). Same values as autodiff up to float rounding. Weights must be JAX
-    arrays or tracers, not numpy constants (custom_vjp under vmap rejects those; see export.py).
+    README, Search space and network). Same values as autodiff up to float rounding. `precision` (a
+    ModelOptions name) is an explicit argument because the backward is traced outside `using(...)`;
+    under "bfloat16" all three products take bfloat16 operands and sum in float32.
     """
-    return x @ kernel
+    return _dense_forward(x, kernel, precision)[0]
 
 
-def _dense_forward(x, kernel):
-    return x @ kernel, (x, kernel)
+def _matmul_operands(precision: str, *arrays: jax.Array) -> tuple[jax.Array, ...]:
+    return tuple(_bf16(a) for a in arrays) if precision == "bfloat16" else arrays
 
 
-def _dense_backward(residuals, g):
-    x, kernel = residuals
-    g_x = g @ kernel.T
+def _dot(a, b, dimension_numbers, precision):
+    if precision == "bfloat16" and not native_bfloat16():  # see `linear`
+        a, b, precision = a.astype(jnp.float32), b.astype(jnp.float32), "float32"
+    return lax.dot_general(a, b, dimension_numbers, precision=dot_precision(precision),
+                           preferred_element_type=jnp.float32)
+
+
+def _dense_forward(x, kernel, precision):
+    x, kernel = _matmul_operands(precision, x, kernel)
+    y = _dot(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision)
+    return y, (x, kernel)
+
+
+def _dense_backward(precision, residuals, g):
+    x, kernel = residuals  # bfloat16 copies under "bfloat16"
+    (g,) = _matmul_operands(precision, g)
+    g_x = _dot(g, kernel, (((g.ndim - 1,), (1,)), ((), ())), precision)
     rows_g, rows_x = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
-    g_kernel = lax.dot_general(rows_g, rows_x, (((0,), (0,)), ((), ()))).T
+    g_kernel = _dot(rows_g, rows_x, (((0,), (0,)), ((), ())), precision).T
     return g_x, g_kernel
 
 
-dense.defvjp(_dense_forward, _dense_backward)
+dense_xla_cpu.defvjp(_dense_forward, _dense_backward)
+
+
+def conv_over_time(x: jax.Array, kernel: jax.Array, stride: int, groups: int = 1) -> jax.Array:
+    """`lax.conv_general_dilated` along time of x (N, T, ..., C_in), padding (window - 1) // 2.
+
+    kernel (window, C_in / groups, C_out) is used as a (window, 1) HWIO kernel over (T, the middle axes
+    flattened). -> (N, output_frames(T), ..., C_out).
+    """
+    n, t, c = x.shape[0], x.shape[1], x.shape[-1]
+    pad = (kernel.shape[0] - 1) // 2
+    conv = functools.partial(lax.conv_general_dilated, window_strides=(stride, 1),
+                             padding=((pad, pad), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                             feature_group_count=groups)
+    y = linear(conv, x.reshape(n, t, -1, c), kernel[:, None])
+    return y.reshape(n, y.shape[1], *x.shape[2:-1], kernel.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -217,7 +339,7 @@ class Pointwise(nn.Module):
         else:
             kernel = self.param("kernel", init, (g, cin // g, self.features // g))
             xg = x.reshape(*x.shape[:-1], g, cin // g)
-            y = jnp.einsum("...gi,gio->...go", xg, kernel).reshape(*x.shape[:-1], self.features)
+            y = einsum("...gi,gio->...go", xg, kernel).reshape(*x.shape[:-1], self.features)
         num_params = kernel.size
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
@@ -227,10 +349,11 @@ class Pointwise(nn.Module):
 
 
 class TemporalConv(nn.Module):
-    """Dense temporal convolution (window x 1), zero padding (window - 1) // 2, as one im2col matmul.
+    """Dense temporal convolution (window x 1), zero padding (window - 1) // 2.
 
-    The `window` time shifts are concatenated on channels and multiplied by the kernel reshaped to
-    (window x C_in, features): one matrix product forward and two backward.
+    "matmul": one im2col matmul, the `window` time shifts concatenated on channels times the kernel
+    reshaped to (window x C_in, features) (one matrix product forward and two backward). "conv":
+    `conv_over_time`.
 
     x: (N, T, ..., C_in) -> (N, ceil(T / stride), ..., features).
     """
@@ -245,8 +368,11 @@ class TemporalConv(nn.Module):
         cin = x.shape[-1]
         kernel = self.param("kernel", kaiming_normal(self.window * self.features),
                             (self.window, cin, self.features))
-        columns = jnp.concatenate(shifted_frames(x, self.window, self.stride), axis=-1)  # im2col
-        y = dense(columns, kernel.reshape(self.window * cin, self.features))
+        if current().formulation == "conv":
+            y = conv_over_time(x, kernel, self.stride)
+        else:
+            columns = jnp.concatenate(shifted_frames(x, self.window, self.stride), axis=-1)  # im2col
+            y = dense(columns, kernel.reshape(self.window * cin, self.features))
         num_params = kernel.size
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
@@ -256,7 +382,8 @@ class TemporalConv(nn.Module):
 
 
 class DepthwiseConv(nn.Module):
-    """Depthwise temporal convolution (groups = channels) as shifted multiply-adds.
+    """Depthwise temporal convolution (groups = channels): "matmul" as shifted multiply-adds (operands
+    rounded to bfloat16 under that precision), "conv" as a grouped convolution (`conv_over_time`).
 
     x: (N, T, ..., C) -> (N, ceil(T / stride), ..., C).
     """
@@ -269,10 +396,13 @@ class DepthwiseConv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         c = x.shape[-1]
         kernel = self.param("kernel", kaiming_normal(c * self.window), (self.window, c))
-        shifts = shifted_frames(x, self.window, self.stride)
-        y = shifts[0] * kernel[0]
-        for j in range(1, self.window):
-            y = y + shifts[j] * kernel[j]
+        if current().formulation == "conv":
+            y = conv_over_time(x, kernel[:, None, :], self.stride, groups=c)
+        else:
+            shifts, weights = shifted_frames(round_operand(x), self.window, self.stride), round_operand(kernel)
+            y = shifts[0] * weights[0]
+            for j in range(1, self.window):
+                y = y + shifts[j] * weights[j]
         num_params = kernel.size
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (c,))

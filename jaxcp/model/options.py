@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import jax
+from jax import lax
 
 FORMULATIONS = ("auto", "matmul", "conv")
 PRECISIONS = ("float32", "tf32", "bfloat16")
@@ -68,3 +69,14 @@ def current() -> ModelOptions:
     """The options of the network being traced (defaults, resolved, outside a network)."""
     return (_CURRENT.get() or DEFAULTS).resolved()
 
+
+
+# ModelOptions.precision -> the `precision` of lax.dot_general / conv_general_dilated. "tf32" is JAX's
+# "tensorfloat32" (HIGH): TF32 on NVIDIA GPUs, 3-pass bfloat16 on TPUs, full float32 on CPU. "bfloat16"
+# casts the operands instead (see `ops.linear`), so the precision field stays DEFAULT.
+DOT_PRECISIONS = {"float32": lax.Precision.HIGHEST, "tf32": lax.Precision.HIGH, "bfloat16": lax.Precision.DEFAULT}
+
+
+def dot_precision(precision: str | None = None) -> lax.Precision:
+    """The lax precision of a ModelOptions precision name (default: the current options')."""
+    return DOT_PRECISIONS[precision or current().precision]
