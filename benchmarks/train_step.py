@@ -19,7 +19,7 @@ CPU the machine's RAM) at that many bytes each. The machine's ceiling is measure
 matrix product's GFLOP/s (`matmul_gflops`) and XLA's count of the predict program's FLOPs per window give the
 inference windows/s the machine could reach, and each row reports its fraction of it.
 
-Prints a table and writes benchmarks/results/train_step_<platform>.json (machine, versions, settings).
+Prints a table and writes benchmarks/results/train_step_<platform>[_<tag>].json (machine, versions, settings).
 """
 
 from __future__ import annotations
@@ -252,6 +252,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--remat", default="none", help="comma-separated remat settings (none,blocks,full)")
     parser.add_argument("--formulation", default="auto", help="comma-separated formulations (auto,matmul,conv)")
     parser.add_argument("--precision", default="float32", help="comma-separated precisions (float32,tf32,bfloat16)")
+    parser.add_argument("--tag", default="", help="suffix of the result file: train_step_<platform>[_TAG].json")
     parser.add_argument("--memory-gb", type=float, default=None,
                         help="memory for the students_fit column (default: the device's; on CPU the RAM)")
     parser.add_argument("--parts", action="store_true",
@@ -296,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     from jaxcp.core.atomic import write_text
 
-    write_text(RESULTS / f"train_step_{jax.default_backend()}.json", json.dumps(result, indent=2) + "\n")
+    name = f"train_step_{jax.default_backend()}{'_' + args.tag if args.tag else ''}.json"
+    write_text(RESULTS / name, json.dumps(result, indent=2) + "\n")
     return 0
 
 
