@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax._src import dispatch
-from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, tiny_data
+from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, CompileCounter, tiny_data
 
 from jaxcp.training import engine, optim, students
 from jaxcp.training.hparams import HParams
@@ -53,30 +52,12 @@ def test_vmapped_students_equal_students_trained_alone(run):
     assert not np.allclose(together_probs[0], together_probs[1])
 
 
-class _CompileCounter:
-    """Counts jaxpr traces and XLA compilations reported through jax.monitoring."""
-
-    def __init__(self):
-        self.events: list[str] = []
-
-    def __call__(self, event: str, duration: float, **kwargs) -> None:
-        if event in (dispatch.JAXPR_TRACE_EVENT, dispatch.BACKEND_COMPILE_EVENT):
-            self.events.append(f"{event} {kwargs.get('fun_name', '')}")
-
-    def __enter__(self):
-        jax.monitoring.register_event_duration_secs_listener(self)
-        return self
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self)
-
-
 def test_no_recompilation_across_epochs_and_students(run):
     """After a first epoch and validation, more epochs and new students of the same shapes trace nothing."""
     train_data, val_data = tiny_data()
     while run.epoch < 1:
         run.run_epoch()
-    with _CompileCounter() as counter:
+    with CompileCounter() as counter:
         while not run.finished:
             report = run.run_epoch()
             assert report.evaluated
@@ -85,7 +66,7 @@ def test_no_recompilation_across_epochs_and_students(run):
         again.run_epoch()
     assert counter.events == []
     assert again.compiled.seconds == 0.0
-    with _CompileCounter() as control:  # the counter does see a new program
+    with CompileCounter() as control:  # the counter does see a new program
         jax.jit(lambda x: x * 3 + 1)(jnp.ones(7))
     assert len(control.events) >= 2
     for result in run.results():
