@@ -311,6 +311,15 @@ def test_evaluate_threshold_chosen_on_validation(run_dir, tmp_path, capsys):
     assert result["threshold"]["value"] == pytest.approx(expected)
     assert result["threshold"]["chosen_on"] == "val" and result["certainty"] is None
     assert "chosen on the &#x27;val&#x27; split" in (tmp_path / "report.html").read_text()
+    # sensitivity:S from the command line: the highest threshold with validation sensitivity >= S
+    code, _, err = run_main(evaluate.main, ["--checkpoint", run_dir / "seed_0", "--data", cohort(), "--threshold",
+                                            "sensitivity:0.75", "--out", tmp_path / "s", "--bootstrap", 0], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    scores = metrics.subject_scores(probs, w.owner, val.num_infants)
+    expected = metrics.threshold_for_sensitivity(val.labels, scores, 0.75)
+    assert result["threshold"]["value"] == pytest.approx(expected) and result["threshold"]["chosen_on"] == "val"
+    assert (scores[val.labels == 1] >= expected).mean() >= 0.75 > (scores[val.labels == 1] > expected).mean()
 
 
 # ------------------------------------------------------------------------------------------ predict, export
@@ -445,6 +454,16 @@ def test_bad_inputs_are_one_line_errors_and_leave_results_intact(run_dir, other_
     )
     assert_one_line_error(code, err, "--threshold")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # export of a damaged checkpoint: one line, exit 2, no file
+    code, _, err = run_main(export.main, ["--checkpoint", damaged, "--out", tmp_path / "d.jaxcp"], capsys)
+    assert_one_line_error(code, err, "damaged checkpoint")
+    assert not (tmp_path / "d.jaxcp").exists()
+    # train with a bad arch file: one line naming the file, exit 2, nothing written
+    bad_arch = tmp_path / "bad_arch.yaml"
+    bad_arch.write_text(arch_file_text(TINY_ARCH, TINY_HPARAMS).replace("activation: relu", "activation: tanh"))
+    code, _, err = run_main(train.main, train_argv(bad_arch, tmp_path / "never"), capsys)
+    assert_one_line_error(code, err, str(bad_arch), "tanh")
+    assert not (tmp_path / "never").exists()
 
 
 def test_expand_checkpoints_lists_seeds_in_order(run_dir):
