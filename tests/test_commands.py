@@ -313,7 +313,7 @@ def test_evaluate_threshold_chosen_on_validation(run_dir, tmp_path, capsys):
     assert "chosen on the &#x27;val&#x27; split" in (tmp_path / "report.html").read_text()
     # sensitivity:S from the command line: the highest threshold with validation sensitivity >= S
     code, _, err = run_main(evaluate.main, ["--checkpoint", run_dir / "seed_0", "--data", cohort(), "--threshold",
-                                            "sensitivity:0.75", "--out", tmp_path / "s", "--bootstrap", 0], capsys)
+                                            "sensitivity:0.75", "--out", tmp_path / "s", "--bootstrap", 10], capsys)
     assert code == 0, err
     result = json.loads((tmp_path / "s" / "metrics.json").read_text())
     scores = metrics.subject_scores(probs, w.owner, val.num_infants)
