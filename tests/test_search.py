@@ -30,9 +30,8 @@ TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
 
 
 def run_cli(args, cwd):
-    """The search in a subprocess; the runs of this file share a persistent compilation cache."""
+    """The search in a subprocess, with the test session's persistent compilation cache (tests/conftest.py)."""
     env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"}
-    env["JAXCP_CACHE_DIR"] = str(Path(cwd) / "xla-cache")
     return subprocess.Popen([sys.executable, "-m", "jaxcp.search", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
