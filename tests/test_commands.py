@@ -98,6 +98,21 @@ def test_a_finished_run_is_not_trained_again(run_dir, workdir, capsys):
     assert (run_dir / "summary.json").read_text() == before
 
 
+def test_restart_trains_a_finished_run_again_from_scratch(run_dir, workdir, capsys):
+    """--restart on a finished run folder (here with a tampered summary and a stray file in a seed folder)
+    trains it again from epoch 1: the same result as the original run, the stray file gone."""
+    out = Path(shutil.copytree(run_dir, workdir / "restarted"))
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "seeds": []}))
+    (out / "seed_0" / "stray.txt").write_text("from the old run")
+    code, stdout, err = run_main(train.main, [*train_argv(workdir / "arch.yaml", out), "--restart"], capsys)
+    assert code == 0, err
+    assert "already finished" not in stdout and "resuming" not in stdout
+    seeds = [json.loads((d / "summary.json").read_text())["seeds"] for d in (run_dir, out)]
+    assert seeds[0] == seeds[1] and len(seeds[0]) == 2
+    assert not (out / "seed_0" / "stray.txt").exists()
+
+
 def test_an_interrupted_run_stops_with_exit_130_and_keeps_its_progress(workdir, monkeypatch, capsys):
     """Ctrl-C (KeyboardInterrupt) after the state of epoch 1 is saved: exit 130, a one-line hint, no
     summary, the saved progress kept (that a rerun resumes to the same result is checked after SIGKILLs)."""
