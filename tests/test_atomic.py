@@ -1,10 +1,12 @@
 """Atomic writes: complete files with ordinary permissions, directories replaced only when complete."""
 
+import io
 import os
 import stat
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from jaxcp.core import atomic
 
@@ -57,3 +59,37 @@ def test_a_killed_writes_leftovers_are_removed_by_the_next_write_of_the_same_tar
     atomic.write_text(tmp_path / "out.json", "{}")
     assert not Path(stale_file).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", "out.json", *(p.name for p in keep)])
+
+
+class _Torn(io.BufferedWriter):
+    """A file that writes the first half of what it is given, then fails (a full disk, a kill)."""
+
+    def write(self, data):
+        self.written = super().write(bytes(data)[: len(data) // 2])
+        super().flush()
+        raise OSError(28, "No space left on device")
+
+
+def test_a_write_failing_midway_leaves_the_old_file(tmp_path, monkeypatch):
+    """The new content is half written when the write fails: the target still holds the old content, and
+    nothing is left beside it (the half-written temporary file is removed)."""
+    target = tmp_path / "result.json"
+    atomic.write_text(target, "old content\n")
+    real_fdopen = os.fdopen
+    torn = []
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        assert mode == "wb"
+        torn.append(_Torn(io.FileIO(fd, "wb")))
+        return torn[-1]
+
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
+    for write in (lambda: atomic.write_text(target, "new content " * 1000),
+                  lambda: atomic.append_line(target, "a line"),
+                  lambda: atomic.save_npy(target, np.arange(1000))):  # fmt: skip
+        with pytest.raises(OSError, match="No space"):
+            write()
+    monkeypatch.setattr(atomic.os, "fdopen", real_fdopen)
+    assert [f.written > 0 for f in torn] == [True] * 3  # each failed after writing part of its data
+    assert target.read_text() == "old content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]

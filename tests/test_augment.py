@@ -1,10 +1,13 @@
 """Tests for rotation/scale/translation augmentation: grids, distribution of draws, geometry."""
 
+import dataclasses
+
 import chex
 import jax
 import numpy as np
 import pytest
 from scipy.stats import chi2
+from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, CompileCounter, other_train_data, tiny_data
 
 from jaxcp.core.config import from_dict
 from jaxcp.core.errors import InputError
@@ -19,6 +22,7 @@ from jaxcp.data.augment import (
     sample_augment_params,
 )
 from jaxcp.data.skeleton import IN_MOTION_29
+from jaxcp.training import students
 
 
 def chi_square_uniform(values: np.ndarray, grid) -> float:
@@ -113,15 +117,26 @@ def test_rotation_preserves_lengths_and_turns_by_minus_the_angle():
     assert set(angle) == {-60.0, 30.0}
 
 
-def test_jit_compiles_once_per_config():
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def step(key, x):
-        return augment(key, x)
-
-    x = np.zeros((4, 10, 29, 2), np.float32)
-    step(jax.random.key(0), x)
-    step(jax.random.key(1), x + 1)
+def test_the_training_program_compiles_once_per_augment_config():
+    """`augment` has no jitted entry point of its own: the engine's epoch program augments every batch. A
+    second run with an equal but new AugmentConfig (so an equal ProgramSpec) on other data of the same
+    shapes compiles nothing, and another grid is another spec (another program)."""
+    train_data, val_data = tiny_data()
+    first = students.StudentRun(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
+    first.run_epoch()  # compiles, unless an earlier test of this process did
+    fresh = AugmentConfig(rotations_deg=[float(r) for r in ROTATIONS_DEG], scales=list(SCALES),
+                          translations=list(TRANSLATIONS))  # fmt: skip
+    assert fresh is not TINY_CONFIG.augmentation
+    config = dataclasses.replace(TINY_CONFIG, augmentation=fresh)
+    other = other_train_data(train_data)
+    with CompileCounter() as counter:
+        again = students.StudentRun(TINY_ARCH, [TINY_HPARAMS] * 2, [5, 6], other, val_data, LAYOUT, config)
+        again.run_epoch()
+    assert counter.events == [] and again.compiled.seconds == 0.0
+    losses = [[h[0]["loss"] for h in run.tracker.history] for run in (first, again)]
+    assert np.isfinite(losses).all() and losses[0] != losses[1]  # other data, other seeds: other losses
+    other = dataclasses.replace(config, augmentation=AugmentConfig(rotations_deg=(0.0,)))
+    assert students.program_spec(TINY_ARCH, LAYOUT, 16, other) != students.program_spec(TINY_ARCH, LAYOUT, 16, config)
 
 
 def test_config():

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +22,7 @@ from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, TINY_OV
 
 from jaxcp import evaluate, export, predict, train
 from jaxcp.clinical import inference, metrics, predictor
+from jaxcp.core.runtime import default_cache_dir
 from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
 from jaxcp.data.prepare import PrepareConfig, prepare_dataset
@@ -25,6 +32,7 @@ from jaxcp.training import students
 from jaxcp.training.archfile import arch_file_text
 
 EPOCHS = 3
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_main(main, argv, capsys) -> tuple[int, str, str]:
@@ -90,29 +98,119 @@ def test_a_finished_run_is_not_trained_again(run_dir, workdir, capsys):
     assert (run_dir / "summary.json").read_text() == before
 
 
-def test_an_interrupted_run_resumes_to_the_same_result(run_dir, workdir, monkeypatch, capsys):
-    """Interrupt after the state of epoch 2 is saved (as a kill would), rerun: the same checkpoints."""
+def test_restart_trains_a_finished_run_again_from_scratch(run_dir, workdir, capsys):
+    """--restart on a finished run folder (here with a tampered summary and a stray file in a seed folder)
+    trains it again from epoch 1: the same result as the original run, the stray file gone."""
+    out = Path(shutil.copytree(run_dir, workdir / "restarted"))
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "seeds": []}))
+    (out / "seed_0" / "stray.txt").write_text("from the old run")
+    code, stdout, err = run_main(train.main, [*train_argv(workdir / "arch.yaml", out), "--restart"], capsys)
+    assert code == 0, err
+    assert "already finished" not in stdout and "resuming" not in stdout
+    seeds = [json.loads((d / "summary.json").read_text())["seeds"] for d in (run_dir, out)]
+    assert seeds[0] == seeds[1] and len(seeds[0]) == 2
+    assert not (out / "seed_0" / "stray.txt").exists()
+
+
+def test_an_interrupted_run_stops_with_exit_130_and_keeps_its_progress(workdir, monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt) after the state of epoch 1 is saved: exit 130, a one-line hint, no
+    summary, the saved progress kept (that a rerun resumes to the same result is checked after SIGKILLs)."""
     out = workdir / "interrupted"
     save = training_run.save_run_state
 
-    def save_then_die(path, arrays, info):
+    def save_then_stop(path, arrays, info):
         save(path, arrays, info)
-        if info["epoch"] == 2:
+        if info["epoch"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training_run, "save_run_state", save_then_die)
+    monkeypatch.setattr(training_run, "save_run_state", save_then_stop)
     code, _, err = run_main(train.main, train_argv(workdir / "arch.yaml", out), capsys)
     assert code == 130 and "run the same command again" in err
     assert not (out / "summary.json").exists()
-    monkeypatch.setattr(training_run, "save_run_state", save)
-    code, stdout, _ = run_main(train.main, train_argv(workdir / "arch.yaml", out), capsys)
-    assert code == 0 and "resuming after epoch 2" in stdout
+    assert json.loads((out / "progress" / "progress.json").read_text())["epoch"] == 1
+
+
+# The command in a process of its own, appending a line to the file $JAXCP_TEST_EVENTS for every program
+# it loads from the persistent compilation cache, as it happens (a SIGKILL leaves no time to write at exit).
+_TRAIN_WITH_EVENTS = """
+import os, sys
+import jax
+log = open(os.environ["JAXCP_TEST_EVENTS"], "a", buffering=1)
+def on_event(event, **kwargs):
+    if event == "/jax/compilation_cache/cache_hits":
+        log.write("hit\\n")
+jax.monitoring.register_event_listener(on_event)
+from jaxcp import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def _start_train(argv, events: Path, cache: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"}
+    env.update(JAXCP_CACHE_DIR=str(cache), JAXCP_TEST_EVENTS=str(events), PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-c", _TRAIN_WITH_EVENTS, *map(str, argv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _kill_when(process: subprocess.Popen, condition, timeout: float = 600.0) -> None:
+    """SIGKILL `process` as soon as `condition()` holds (polled every millisecond)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def _saving(out: Path) -> bool:
+    """A checkpoint or progress folder is being written: its temporary folder is there (jaxcp.core.atomic)."""
+    return out.is_dir() and any(p.name.endswith(".tmp") and p.is_dir() for p in out.iterdir())
+
+
+def _progress_epoch(out: Path) -> int:
+    try:
+        return json.loads((out / "progress" / "progress.json").read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+def test_a_killed_run_resumes_to_the_same_result_and_compiles_nothing_cached(run_dir, workdir, tmp_path):
+    """`jaxcp train` in a process of its own, SIGKILLed twice: first while a checkpoint is being written
+    (its temporary folder exists, and still does after the kill), then right after a progress save has
+    committed; a third start finishes. Its checkpoints and summary equal the uninterrupted run's bit for
+    bit. With the persistent compilation cache in a fresh folder, the first process fills it and the
+    later ones compile none of the programs it holds (they hit the cache instead)."""
+    out, cache, events = workdir / "killed", default_cache_dir(), [tmp_path / f"events_{i}" for i in range(3)]
+    argv = train_argv(workdir / "arch.yaml", out)
+    _kill_when(_start_train(argv, events[0], cache), lambda: _saving(out))
+    assert any(p.name.endswith(".tmp") for p in out.iterdir())  # killed in the middle of a save
+    programs = lambda: sorted(p.name for p in cache.iterdir() if re.match(r"jit__(init|epoch|predict)_one-", p.name))  # noqa: E731
+    after_first = programs()
+    second = _start_train(argv, events[1], cache)
+    before = _progress_epoch(out)
+    _kill_when(second, lambda: _progress_epoch(out) > before)
+    assert not (out / "summary.json").exists()
+    third = _start_train(argv, events[2], cache)
+    stdout, stderr = third.communicate(timeout=600)
+    assert third.returncode == 0, stderr
+    assert "resuming after epoch" in stdout
     for k in range(2):
         a, b = checkpoint.restore_model(run_dir / f"seed_{k}"), checkpoint.restore_model(out / f"seed_{k}")
         for x, y in zip(_leaves(a.variables), _leaves(b.variables), strict=True):
             np.testing.assert_array_equal(x, y)
     seeds = [json.loads((d / "summary.json").read_text())["seeds"] for d in (run_dir, out)]
     assert seeds[0] == seeds[1]
+    # The persistent compilation cache (shared with the in-process runs, tests/conftest.py): once the
+    # first process has run, the training programs that took 1 s or more to compile are in it; the later
+    # processes load them (cache hits) and compile none of them again (no new entry is written for them).
+    # jax reports a backend-compile event for a cache hit too, so hits and entries are what is counted.
+    assert after_first
+    for path in events[1:]:
+        assert path.read_text().splitlines().count("hit") >= 1
+    assert programs() == after_first
 
 
 def _leaves(tree):
@@ -228,6 +326,15 @@ def test_evaluate_threshold_chosen_on_validation(run_dir, tmp_path, capsys):
     assert result["threshold"]["value"] == pytest.approx(expected)
     assert result["threshold"]["chosen_on"] == "val" and result["certainty"] is None
     assert "chosen on the &#x27;val&#x27; split" in (tmp_path / "report.html").read_text()
+    # sensitivity:S from the command line: the highest threshold with validation sensitivity >= S
+    code, _, err = run_main(evaluate.main, ["--checkpoint", run_dir / "seed_0", "--data", cohort(), "--threshold",
+                                            "sensitivity:0.75", "--out", tmp_path / "s", "--bootstrap", 10], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    scores = metrics.subject_scores(probs, w.owner, val.num_infants)
+    expected = metrics.threshold_for_sensitivity(val.labels, scores, 0.75)
+    assert result["threshold"]["value"] == pytest.approx(expected) and result["threshold"]["chosen_on"] == "val"
+    assert (scores[val.labels == 1] >= expected).mean() >= 0.75 > (scores[val.labels == 1] > expected).mean()
 
 
 # ------------------------------------------------------------------------------------------ predict, export
@@ -362,6 +469,16 @@ def test_bad_inputs_are_one_line_errors_and_leave_results_intact(run_dir, other_
     )
     assert_one_line_error(code, err, "--threshold")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # export of a damaged checkpoint: one line, exit 2, no file
+    code, _, err = run_main(export.main, ["--checkpoint", damaged, "--out", tmp_path / "d.jaxcp"], capsys)
+    assert_one_line_error(code, err, "damaged checkpoint")
+    assert not (tmp_path / "d.jaxcp").exists()
+    # train with a bad arch file: one line naming the file, exit 2, nothing written
+    bad_arch = tmp_path / "bad_arch.yaml"
+    bad_arch.write_text(arch_file_text(TINY_ARCH, TINY_HPARAMS).replace("activation: relu", "activation: tanh"))
+    code, _, err = run_main(train.main, train_argv(bad_arch, tmp_path / "never"), capsys)
+    assert_one_line_error(code, err, str(bad_arch), "tanh")
+    assert not (tmp_path / "never").exists()
 
 
 def test_expand_checkpoints_lists_seeds_in_order(run_dir):

@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
+from train_fixtures import CompileCounter
 
 from jaxcp.core.errors import InputError
 from jaxcp.data.features import FeatureConfig, acceleration_operators, arccos, butterworth_operator, compute_features
 from jaxcp.data.skeleton import COCO_17, IN_MOTION_29
+from jaxcp.training import engine
 
 
 def numpy_features(window: np.ndarray, parents, streams="JVBA", relative=1, order=8, cutoff=0.5,
@@ -132,21 +134,30 @@ def test_arccos():
     np.testing.assert_allclose(np.asarray(arccos(r)), np.arccos(r.astype(np.float64)), atol=6e-7, rtol=0)
 
 
-def test_jit_vmap_and_no_retrace():
+def test_vmap_and_single_windows_agree_with_the_batched_features():
     windows = random_windows((2, 3, 40, 29, 2), seed=5)
     config = FeatureConfig(streams="VA")
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def features(x):
-        return compute_features(x, IN_MOTION_29, config)
-
-    batched = features(windows)
-    features(windows + 1.0)
+    batched = jax.jit(lambda x: compute_features(x, IN_MOTION_29, config))(windows)
     mapped = jax.vmap(lambda x: compute_features(x, IN_MOTION_29, config))(windows)
     np.testing.assert_allclose(np.asarray(batched), np.asarray(mapped), atol=1e-6)
     single = compute_features(windows[1, 2], IN_MOTION_29, config)
     np.testing.assert_allclose(np.asarray(batched[1, 2]), np.asarray(single), atol=1e-6)
+
+
+def test_the_featurise_program_compiles_once_per_config_and_shape():
+    """The project's jitted entry point for features is `engine.featurise` (validation and test windows).
+    Other windows of the same shape with an equal but new FeatureConfig compile nothing; another config
+    is another program (which the counter does see)."""
+    windows = random_windows((6, 40, 29, 2), seed=6)
+    engine.featurise(windows, IN_MOTION_29, FeatureConfig(streams="VA"), chunk=4)
+    with CompileCounter() as counter:
+        out = engine.featurise(windows * 1.5 + 2.0, IN_MOTION_29, FeatureConfig(streams="VA"), chunk=4)
+    assert counter.events == []
+    np.testing.assert_allclose(np.asarray(out[5]), np.asarray(compute_features(windows[5] * 1.5 + 2.0,
+                               IN_MOTION_29, FeatureConfig(streams="VA"))), atol=1e-5)  # fmt: skip
+    with CompileCounter() as control:
+        engine.featurise(windows, IN_MOTION_29, FeatureConfig(streams="V"), chunk=4)
+    assert control.events
 
 
 def test_feature_config():

@@ -50,6 +50,19 @@ class FakeExperiment:
         return results
 
 
+class RecordingExperiment(FakeExperiment):
+    """FakeExperiment that also records the reward it gave each seed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.by_seed = {}
+
+    def train(self, arch, hparams, seeds, **kwargs):
+        results = super().train(arch, hparams, seeds, **kwargs)
+        self.by_seed.update({seed: r.reward for seed, r in zip(seeds, results, strict=True)})
+        return results
+
+
 class Log:
     def __init__(self):
         self.lines, self.students = [], []
@@ -74,22 +87,36 @@ def outputs(run_dir):
             (run_dir / "controller_probabilities.json").read_text())  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """(run folder, experiment) of an uninterrupted search per strategy, run once for the tests that read it."""
+    runs = {}
+
+    def run(strategy: str):
+        if strategy not in runs:
+            experiment, run_dir = RecordingExperiment(), tmp_path_factory.mktemp(f"straight_{strategy}")
+            Search(config(strategy), run_dir, experiment, SPACE, Log()).run()
+            runs[strategy] = run_dir, experiment
+        return runs[strategy]
+
+    return run
+
+
 @pytest.mark.parametrize("strategy", ["reinforce", "random"])
-def test_both_strategies_resume_to_the_uninterrupted_result(strategy, tmp_path):
+def test_both_strategies_resume_to_the_uninterrupted_result(strategy, tmp_path, straight_run):
     cfg = config(strategy)
-    straight = FakeExperiment()
-    Search(cfg, tmp_path / "straight", straight, SPACE, Log()).run()
+    straight_dir, straight = straight_run(strategy)
     killed = FakeExperiment(fail_after=5)
     with pytest.raises(Killed):
         Search(cfg, tmp_path / "killed", killed, SPACE, Log()).run()
     resumed, log = FakeExperiment(), Log()
     Search(cfg, tmp_path / "killed", resumed, SPACE, log).run()
-    assert outputs(tmp_path / "killed") == outputs(tmp_path / "straight")
+    assert outputs(tmp_path / "killed") == outputs(straight_dir)
     assert killed.calls + resumed.calls == straight.calls  # nothing trained twice, nothing skipped
     assert any("resuming from checkpoint" in line for line in log.lines)
-    students = [json.loads(line) for line in outputs(tmp_path / "straight")[0].splitlines()]
+    students = [json.loads(line) for line in outputs(straight_dir)[0].splitlines()]
     assert len(students) == cfg.total_students and {s["iteration"] for s in students} == {0, 1}
-    history = json.loads(outputs(tmp_path / "straight")[2])
+    history = json.loads(outputs(straight_dir)[2])
     assert [h["iteration"] for h in history] == [0, 1]
     for h, it in zip(history, range(2), strict=True):
         mine = [s["reward"] for s in students if s["iteration"] == it]
@@ -98,10 +125,10 @@ def test_both_strategies_resume_to_the_uninterrupted_result(strategy, tmp_path):
     if strategy == "random":
         assert all(h["entropy"] == pytest.approx(uniform, abs=1e-5) for h in history)  # the policy never moves
         best = max(students, key=lambda s: s["reward"])
-        assert outputs(tmp_path / "straight")[1]["argmax"][-1]["actions"] == best["actions"]
+        assert outputs(straight_dir)[1]["argmax"][-1]["actions"] == best["actions"]
     else:
         assert history[-1]["entropy"] < uniform - 0.01  # REINFORCE moved the policy
-    assert (tmp_path / "straight" / "rewards.png").stat().st_size > 1000
+    assert (straight_dir / "rewards.png").stat().st_size > 1000
 
 
 def test_random_search_samples_the_space_uniformly():
@@ -217,3 +244,47 @@ def test_count_ties_at_three_decimals():
     assert describe_best(best) == ("best validation AUC 0.867 (optimistic: the maximum over 5 validated candidates; "
                                    "3 tied at that value)")
     assert "no tie" in describe_best({"reward": 0.9, "ties": 1, "candidates": 5})
+
+
+def test_a_students_reward_is_the_mean_over_its_seeds(straight_run):
+    cfg = config("reinforce")  # student.seeds=2
+    run_dir, experiment = straight_run("reinforce")
+    students = [json.loads(line) for line in outputs(run_dir)[0].splitlines()]
+    assert len(students) == cfg.total_students
+    for s in students:
+        seeds = [student_seed(cfg.seed, s["id"], k) for k in range(2)]
+        rewards = [experiment.by_seed[seed] for seed in seeds]
+        assert rewards[0] != rewards[1]  # the seeds' rewards differ (their noise), so the mean is visible
+        assert s["reward"] == pytest.approx(np.mean(rewards), abs=1e-12)
+
+
+def test_the_search_stops_when_an_argmax_candidate_reaches_target_auc(tmp_path):
+    """Rewards are 0.5-0.97 (joint attention +0.3): with target_auc 0.8 the search stops at the first
+    argmax candidate that reaches it, long before its 20 iterations."""
+    cfg = load_search_config(str(CONFIG_DIR / "search" / "test.yaml"), [
+        "iterations=20", "first_students=6", "students=4", "student.argmax_epochs=5", "target_auc=0.8"])  # fmt: skip
+    Search(cfg, tmp_path / "run", FakeExperiment(), SPACE, Log()).run()
+    summary = outputs(tmp_path / "run")[1]
+    argmax = [a["reward"] for a in summary["argmax"]]
+    assert argmax[-1] >= 0.8 and all(r < 0.8 for r in argmax[:-1])
+    assert summary["iterations"] == len(argmax) < 20
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, straight_run):
+    """Kill a search, damage its latest checkpoint: the resumed search warns, continues from the one before
+    (training again what came after it) and ends as the uninterrupted search does."""
+    cfg = config("reinforce")
+    with pytest.raises(Killed):
+        Search(cfg, tmp_path / "killed", FakeExperiment(fail_after=5), SPACE, Log()).run()
+    steps = sorted((p for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit()),
+                   key=lambda p: int(p.name))  # fmt: skip
+    assert len(steps) >= 2
+    for f in steps[-1].rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"damaged")
+    resumed, log = FakeExperiment(), Log()
+    Search(cfg, tmp_path / "killed", resumed, SPACE, log).run()
+    assert any(f"checkpoint step {steps[-1].name} " in line and "falling back to an older one" in line
+               for line in log.lines)  # fmt: skip
+    assert any(f"resuming from checkpoint step {steps[-2].name} " in line for line in log.lines)
+    assert outputs(tmp_path / "killed") == outputs(straight_run("reinforce")[0])

@@ -17,20 +17,21 @@ from jaxcp import search
 from jaxcp.clinical.evaluation import predict_split
 from jaxcp.clinical.metrics import roc_auc
 from jaxcp.clinical.predictor import load_checkpoint
-from jaxcp.core.config import resolve_config_path
+from jaxcp.core.config import from_dict, resolve_config_path
 from jaxcp.data.dataset import load_dataset
+from jaxcp.model.arch import Arch
 from jaxcp.nas.config import load_search_config
 from jaxcp.nas.space import load_space, read_arch_spec
 from jaxcp.nas.state import decode, group_candidates
+from jaxcp.training.hparams import HParams
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
 
 
 def run_cli(args, cwd):
-    """The search in a subprocess; the runs of this file share a persistent compilation cache."""
+    """The search in a subprocess, with the test session's persistent compilation cache (tests/conftest.py)."""
     env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"}
-    env["JAXCP_CACHE_DIR"] = str(Path(cwd) / "xla-cache")
     return subprocess.Popen([sys.executable, "-m", "jaxcp.search", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
@@ -82,7 +83,14 @@ def test_tiny_search_writes_everything(full_run, workdir):
     best = read_arch_spec(run_dir / "best.yaml", str(resolve_config_path(config.space, "space")))
     assert (best.features, best.window, best.hop) == (config.student.features, 30, 15)  # found with these
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["best"]["arch"]["activation"] == best.arch.activation
+    # best.yaml is the best validated candidate (README: the maximum validation AUC over the students and
+    # argmax candidates that did not fail), architecture and hyperparameters of one such candidate
+    validated = [r for r in (*summary["argmax"], *students) if r["status"] != "failed"]
+    top = max(r["reward"] for r in validated)
+    assert summary["best"]["reward"] == top
+    assert any(from_dict(Arch, r["arch"], "arch") == best.arch and from_dict(HParams, r["hparams"], "hparams")
+               == best.hparams for r in validated if r["reward"] == top)  # fmt: skip
+    assert from_dict(Arch, summary["best"]["arch"], "arch") == best.arch
     assert summary["best"]["candidates"] == len(students) + len(summary["argmax"])
     rewards = [s["reward"] for s in students] + [a["reward"] for a in summary["argmax"]]
     assert summary["best"]["ties"] == sum(round(r, 3) == round(max(rewards), 3) for r in rewards)

@@ -7,6 +7,7 @@ import functools
 import jax
 import numpy as np
 import pytest
+from train_fixtures import LAYOUT, TINY_ARCH, TINY_CONFIG, TINY_HPARAMS, CompileCounter, other_train_data, tiny_data
 
 from jaxcp.core.errors import InputError
 from jaxcp.data.dataset import make_dataset
@@ -22,6 +23,7 @@ from jaxcp.data.windows import (
     train_window_bounds,
     train_window_plan,
 )
+from jaxcp.training import students
 
 
 def encoded(lengths: list[int], num_joints: int = 2):
@@ -180,19 +182,20 @@ def test_sample_train_windows_starts_are_uniform_and_keyed():
     assert not np.array_equal(np.asarray(other), np.asarray(windows))
 
 
-def test_sample_train_windows_compiles_once_per_shape():
-    data = encoded([20, 30])
-    plan = train_window_plan(data.labels, 3, 2)
-    traces = []
-
-    @functools.partial(jax.jit, static_argnames=("window",))
-    def counted(key, coords, plan, window):
-        traces.append(1)
-        return sample_train_windows(key, coords, plan, window=window)
-
-    for seed in range(3):
-        jax.block_until_ready(counted(jax.random.key(seed), data.coords, plan, window=6))
-    assert len(traces) == 1
+def test_the_training_program_compiles_once_per_shape():
+    """`sample_train_windows` has no jitted entry point of its own: the engine's epoch program samples each
+    epoch's windows. After one epoch, a new run on other coordinates, labels and plan rows of the same
+    shapes (another cohort of the same size) compiles nothing: the plan is data, not part of the program."""
+    train_data, val_data = tiny_data()
+    first = students.StudentRun(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], train_data, val_data, LAYOUT, TINY_CONFIG)
+    first.run_epoch()  # compiles, unless an earlier test of this process did
+    other = other_train_data(train_data, seed=2)
+    assert not np.array_equal(np.asarray(other.plan.infant), np.asarray(train_data.plan.infant))
+    with CompileCounter() as counter:
+        again = students.StudentRun(TINY_ARCH, [TINY_HPARAMS] * 2, [0, 1], other, val_data, LAYOUT, TINY_CONFIG)
+        again.run_epoch()
+    assert counter.events == [] and again.compiled.seconds == 0.0
+    assert again.tracker.history[0][0]["loss"] != first.tracker.history[0][0]["loss"]  # it saw the new data
 
 
 def test_balanced_window_plan_class_totals():

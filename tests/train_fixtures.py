@@ -12,12 +12,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax._src import dispatch
+
 from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
 from jaxcp.data.features import FeatureConfig
 from jaxcp.data.prepare import PrepareConfig, prepare_dataset
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.splits import SplitConfig
+from jaxcp.data.windows import TrainPlan
 from jaxcp.model.arch import Arch
 from jaxcp.training import engine, students
 from jaxcp.training.hparams import HParams
@@ -71,3 +77,34 @@ def tiny_data(config: students.TrainConfig = TINY_CONFIG) -> tuple[engine.TrainD
     data_dir = cohort()
     train_set, val_set = load_dataset(data_dir, "train"), load_dataset(data_dir, "val")
     return students.make_train_data(train_set, config), students.make_eval_data(val_set, LAYOUT, config)
+
+
+def other_train_data(data: engine.TrainData, seed: int = 1) -> engine.TrainData:
+    """Other training data of the same shapes and dtypes: coordinates moved and scaled by random amounts,
+    the labels and the plan's rows permuted (a second cohort of the same size, as a compiler sees it)."""
+    rng = np.random.default_rng(seed)
+    coords = np.asarray(data.coords)
+    moved = coords * rng.uniform(0.8, 1.2) + rng.normal(size=coords.shape).astype(coords.dtype)
+    order = rng.permutation(len(np.asarray(data.plan.infant)))
+    plan = TrainPlan(*(np.asarray(a)[order] for a in data.plan))
+    labels = np.asarray(data.labels)[rng.permutation(len(np.asarray(data.labels)))]
+    assert not np.array_equal(moved, coords)
+    return engine.TrainData(coords=jnp.asarray(moved, coords.dtype), labels=jnp.asarray(labels), plan=plan)
+
+
+class CompileCounter:
+    """Counts jaxpr traces and XLA compilations reported through jax.monitoring (as a context manager)."""
+
+    def __init__(self):
+        self.events: list[str] = []
+
+    def __call__(self, event: str, duration: float, **kwargs) -> None:
+        if event in (dispatch.JAXPR_TRACE_EVENT, dispatch.BACKEND_COMPILE_EVENT):
+            self.events.append(f"{event} {kwargs.get('fun_name', '')}")
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self)
