@@ -5,18 +5,11 @@ compilation cache: JAXCP_CACHE_DIR as the environment gives it, else the command
 (`~/.cache/jaxcp/xla`), exported so that subprocesses find it, and turned on for this process from the
 start (as every command does), so that a program compiled by one test is loaded, not compiled, by the next
 process that needs it.
-
-The tests' time is mostly XLA compiling small programs: they compile at XLA:CPU's backend optimisation level 0
-(the same HLO, LLVM without its expensive passes; 2-3x faster to compile, slower to run), set before JAX
-starts its backend and inherited by the processes tests start. Benchmarks and commands keep XLA's defaults.
 """
 
 import os
 
 from jaxcp.core.runtime import default_cache_dir, enable_compilation_cache  # imports no JAX backend
-
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
 os.environ["JAXCP_CACHE_DIR"] = str(default_cache_dir())
 if not os.environ.get("JAXCP_NO_CACHE"):

@@ -531,8 +531,9 @@ def test_stacked_streams_equal_separate_input_streams():
     errors. In float32 they differ by up to 3e-4 (outputs up to 5.7): that is float32 rounding, not a
     difference in what is computed, since each float32 result is itself 2e-4 to 5e-4 away from the float64
     one (train-mode BatchNorm on a 2 x 12 x 29 batch of random weights amplifies the rounding of the sums it
-    normalises, summed in another order by the vmapped and the single-stream programs). So float32 is held
-    to atol 6e-4 (twice the measured difference), rtol 0.
+    normalises, summed in another order by the vmapped and the single-stream programs), and how large depends
+    on XLA's code generation (6.1e-4 with LLVM's optimisations off). So float32 is held to atol 1e-3: two
+    results each within 5e-4 of the exact one, rtol 0.
     """
     arch = small_arch()
     streams = InputStreams(arch, IN_MOTION_29, 3)
@@ -546,7 +547,7 @@ def test_stacked_streams_equal_separate_input_streams():
 
     x = rand((2, 3, 12, 29, 4), 7)
     variables = random_variables(streams, x)
-    for dtype, atol, var_rtol in ((jnp.float64, 1e-9, 1e-12), (jnp.float32, 6e-4, 1e-6)):
+    for dtype, atol, var_rtol in ((jnp.float64, 1e-9, 1e-12), (jnp.float32, 1e-3, 1e-6)):
         with jax.enable_x64(dtype == jnp.float64):
             cast = lambda a, dtype=dtype: jnp.asarray(a, dtype)  # noqa: E731
             got, state, parts = jax.jit(run)(jax.tree.map(cast, variables), cast(x))
