@@ -27,6 +27,7 @@ def test_a_spent_budget_skips_parts_and_says_so(suite):
     assert results["targets"]["paper_student_under_60_s"] == {"measured_s": None, "met": None}
 
 
+@pytest.mark.slow
 def test_dry_run_measures_every_part_and_writes_json_and_markdown(suite, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXCP_NO_CACHE", "1")
     assert suite.main(["--dry-run", "--out", str(tmp_path)]) == 0
