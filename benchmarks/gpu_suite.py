@@ -46,8 +46,6 @@ import student as student_bench  # noqa: E402
 import train_step  # noqa: E402
 
 from jaxcp.core.atomic import write_text  # noqa: E402
-from jaxcp.data.features import FeatureConfig  # noqa: E402
-from jaxcp.data.skeleton import IN_MOTION_29  # noqa: E402
 from jaxcp.model.options import FORMULATIONS, REMATS, ModelOptions  # noqa: E402
 from jaxcp.nas.space import load_arch_file  # noqa: E402
 from jaxcp.training import engine  # noqa: E402
@@ -98,8 +96,7 @@ def suite_arch(size: Size):
 
 
 def program_spec(arch, size: Size, options: ModelOptions) -> engine.ProgramSpec:
-    return engine.ProgramSpec(arch=arch, layout=IN_MOTION_29, features=FeatureConfig(), batch_size=size.batch,
-                              window=size.window, eval_batch=size.eval_batch, options=options)
+    return train_step.make_spec(arch, size.batch, size.window, size.eval_batch, options)
 
 
 def device_part(size: Size) -> dict:

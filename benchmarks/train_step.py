@@ -77,30 +77,31 @@ def program_memory(compiled) -> int | None:
         return None
 
 
-def available_memory() -> int | None:
-    """Free bytes of the device: host RAM available on CPU, free memory reported by an accelerator."""
+def device_memory(free: bool = False) -> int | None:
+    """Bytes of the device's memory (`free`: what is not in use): on CPU the machine's RAM (available RAM),
+    on an accelerator its limit (minus what is in use). None where unknown."""
     device = jax.devices()[0]
     if device.platform == "cpu":
         try:
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            return os.sysconf("SC_AVPHYS_PAGES" if free else "SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError):
             return None
     stats = device.memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    return None
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - (int(stats.get("bytes_in_use", 0)) if free else 0)
 
 
-def device_memory() -> int | None:
-    """Bytes of memory of the device: its limit on an accelerator, the machine's RAM on CPU."""
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        try:
-            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            return None
-    stats = device.memory_stats() or {}
-    return int(stats["bytes_limit"]) if "bytes_limit" in stats else None
+def make_spec(arch, batch: int, window: int, eval_batch: int, options: ModelOptions) -> engine.ProgramSpec:
+    """The programs' spec of a benchmark row: in-motion-29, all four streams, default augmentation."""
+    return engine.ProgramSpec(arch=arch, layout=IN_MOTION_29, features=FeatureConfig(), batch_size=batch,
+                              window=window, eval_batch=eval_batch, options=options)
+
+
+def memory_fields(compiled, students: int) -> dict:
+    """The temporaries of a compiled training step, in all and per student (None where unknown)."""
+    needed = program_memory(compiled)
+    return {"temp_bytes": needed, "temp_bytes_per_student": needed / students if needed is not None else None}
 
 
 def matmul_gflops(n: int = 2048, precision: str = "float32", repeats: int = 5) -> float:
@@ -141,10 +142,9 @@ def bench_students(spec: engine.ProgramSpec, hparams, students: int, steps: int,
     data = make_data(spec.batch_size, steps, spec.window)
     lr = jnp.float32(1.0)
     epoch, epoch_s = compile_timed(programs.epoch, state, keys, lr, data)
-    needed = program_memory(epoch)
-    available = available_memory()
     head = {"students": students, **option_fields(spec), "compile_init_s": init_s, "compile_epoch_s": epoch_s,
-            "temp_bytes": needed, "temp_bytes_per_student": needed / students if needed is not None else None}
+            **memory_fields(epoch, students)}
+    needed, available = head["temp_bytes"], device_memory(free=True)
     if needed is not None and available is not None and needed > 0.9 * available:
         return {**head, "skipped": f"the training step needs {needed / GB:.1f} GB of temporaries, "
                                    f"{available / GB:.1f} GB available"}  # fmt: skip
@@ -189,9 +189,7 @@ def training_memory(spec: engine.ProgramSpec, hparams, students: int, steps: int
     state = jax.eval_shape(programs.init, keys, hp)
     epoch, seconds = compile_timed(programs.epoch, state, keys, jnp.float32(1.0),
                                    make_data(spec.batch_size, steps, spec.window))
-    needed = program_memory(epoch)
-    return {"students": students, **option_fields(spec), "compile_epoch_s": seconds, "temp_bytes": needed,
-            "temp_bytes_per_student": needed / students if needed is not None else None}
+    return {"students": students, **option_fields(spec), "compile_epoch_s": seconds, **memory_fields(epoch, students)}
 
 
 def with_fit(row: dict, memory: int | None) -> dict:
@@ -273,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{jax.default_backend()}: float32 matrix product {gflops:.0f} GFLOP/s")
     rows = []
     for options in option_grid(args):
-        spec = engine.ProgramSpec(arch=arch, layout=IN_MOTION_29, features=FeatureConfig(), batch_size=args.batch,
-                                  window=args.window, eval_batch=args.eval_batch, options=options)
+        spec = make_spec(arch, args.batch, args.window, args.eval_batch, options)
         for s in counts:
             rows.append(with_fit(bench_students(spec, hparams, s, args.steps, 2 * args.eval_batch, args.repeats),
                                  memory))
