@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmark scripts, run as a script or imported
 
+import common  # noqa: E402
 import search as search_bench  # noqa: E402
 import student as student_bench  # noqa: E402
 import train_step  # noqa: E402
@@ -240,14 +240,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes, for a CPU check of the script")
@@ -264,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     size = DRY if args.dry_run else FULL
     load_before = os.getloadavg()
     results = run_suite(size, args.budget_s, only)
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "load_average_before": load_before, "load_average_after": os.getloadavg(), "jax": jax.__version__,
-              "backend": jax.default_backend(), "git": git_commit(), "dry_run": args.dry_run,
+    result = {**common.environment(load_before), "dry_run": args.dry_run,
               "size": dataclasses.asdict(size), "results": results}  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import jax
 import numpy as np
 
 from jaxcp.clinical import export, inference, prediction
-from jaxcp.core.atomic import write_text
 from jaxcp.data import synth
 from jaxcp.data.dataset import DataSettings
 from jaxcp.data.features import FeatureConfig
@@ -71,6 +70,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="jaxcp-bench-predict-"))
     synth.generate_cohort(tmp / "raw", infants=1, minutes=args.minutes, seed=5, workers=1)
     recording = next((tmp / "raw").glob("orgcoords_*.csv"))
@@ -100,11 +100,10 @@ def main() -> None:
     )
     for name, seconds in rows.items():
         print(f"  {name:<62} {seconds:6.2f} s")
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "load_average": os.getloadavg(), "jax": jax.__version__, "backend": jax.default_backend(),
+    result = {**common.environment(load_before),
               "arch": Path(args.arch).name, "minutes": args.minutes, "windows": len(frames["starts"]),
               "seconds": rows}  # fmt: skip
-    write_text(RESULTS / f"predict_{jax.default_backend()}.json", json.dumps(result, indent=2) + "\n")
+    common.write_json(RESULTS / f"predict_{jax.default_backend()}.json", result)
 
 
 if __name__ == "__main__":

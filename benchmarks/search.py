@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -25,9 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import jax
-
-from jaxcp.core.atomic import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -74,12 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'search s':<34} {row['seconds_search']:.1f}")
     print(f"  {'students per hour':<34} {row['students_per_hour']:.0f}")
     print(f"  {'peak RSS GB':<34} {row['peak_rss_gb']:.2f}")
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "jax": jax.__version__, "backend": jax.default_backend(), "config": args.config,
+    result = {**common.environment(load_before), "config": args.config,
               "overrides": args.set, **row}  # fmt: skip
     name = Path(args.config).stem
-    write_text(RESULTS / f"search_{name}.json", json.dumps(result, indent=2) + "\n")
+    common.write_json(RESULTS / f"search_{name}.json", result)
     return 0
 
 

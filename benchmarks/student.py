@@ -17,17 +17,15 @@ benchmarks/results/student_<platform>[_small].json (machine, versions, settings)
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import jax
 
-from jaxcp.core.atomic import write_text
 from jaxcp.data import synth
 from jaxcp.data.dataset import load_dataset
 from jaxcp.data.prepare import PrepareConfig, prepare_dataset
@@ -141,13 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     train_s = row["seconds"]["training"]
     print(f"  training throughput: {epochs * row['train_windows_per_epoch'] / train_s:.1f} windows/s "
           "(compilation excluded)")
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "jax": jax.__version__, "backend": jax.default_backend(), "arch": Path(args.arch).name,
+    result = {**common.environment(load_before), "arch": Path(args.arch).name,
               "settings": vars(args),
               **row}  # fmt: skip
     suffix = "_small" if args.small else ""
-    write_text(RESULTS / f"student_{jax.default_backend()}{suffix}.json", json.dumps(result, indent=2) + "\n")
+    common.write_json(RESULTS / f"student_{jax.default_backend()}{suffix}.json", result)
     return 0
 
 

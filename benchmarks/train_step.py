@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -284,18 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parts of one training step, batch {args.batch}, seconds (best of {args.repeats})")
         for name, seconds in parts.items():
             print(f"  {name:<28} {seconds:7.3f}")
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "jax": jax.__version__, "backend": jax.default_backend(),
-              "devices": [str(d) for d in jax.devices()], "arch": Path(args.arch).name,
+    result = {**common.environment(load_before), "arch": Path(args.arch).name,
               "batch": args.batch, "window": args.window, "eval_batch": args.eval_batch,
               "steps_per_call": args.steps, "repeats": args.repeats, "matmul_gflops": gflops, "rows": rows,
               "parts_s": parts}  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    from jaxcp.core.atomic import write_text
-
     name = f"train_step_{jax.default_backend()}{'_' + args.tag if args.tag else ''}.json"
-    write_text(RESULTS / name, json.dumps(result, indent=2) + "\n")
+    common.write_json(RESULTS / name, result)
     return 0
 
 
