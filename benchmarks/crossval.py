@@ -26,12 +26,11 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import jax
+import common
 import numpy as np
 
 from jaxcp.clinical import metrics
@@ -121,6 +120,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     enable_compilation_cache()
+    load_before = os.getloadavg()
     epochs = args.epochs or (2 if args.smoke else 8)
     sizes = (20,) if args.smoke else (20, 100)
     arch, hparams = read_arch(ARCH, "none")
@@ -138,8 +138,7 @@ def main() -> None:
                   f"{cv['seconds']['total']:.0f} s; single split AUC {_ci(single['auc'], single['auc_ci'])} "
                   f"in {single['seconds']['total']:.0f} s", flush=True)
     results = {"epochs": epochs, "command": "python benchmarks/crossval.py" + (" --smoke" if args.smoke else ""),
-               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-                          f"jax {jax.__version__} {jax.default_backend()}",
+               **common.environment(load_before),
                "cohorts": rows}  # fmt: skip
     out = Path(args.out)
     name = "crossval_smoke" if args.smoke else "crossval"

@@ -18,15 +18,19 @@ and `lab-15` (`lhip`/`rhip`-style names synth does not know: its bodies are a fa
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import common
 import numpy as np
 
 from jaxcp.data import quality, synth
 from jaxcp.data.io import read_recording
 from jaxcp.data.skeleton import Layout, layout_from_dict, load_layout
+
+RESULTS = common.RESULTS
 
 KINDS = ("clean", "foreshortened", "joints", "all", "xy", "y")
 
@@ -118,7 +122,8 @@ def measure(folder: Path, layout, kind: str, config: quality.QualityConfig, fps:
     ratios = [f.bone_ratio for f in figures.values()]
     unstable = [len(f.unstable) / len(f.bone_spread) for f in figures.values()]
     verdict = quality.assess_cohort(figures, layout, config)
-    return (f"| {layout.name} | {kind} | {np.nanmin(ratios):.2f}-{np.nanmax(ratios):.2f} | {min(unstable):.2f}-"
+    label = kind if kind in ("clean", "foreshortened") else f"mixed up: {kind}"
+    return (f"| {layout.name} | {label} | {np.nanmin(ratios):.2f}-{np.nanmax(ratios):.2f} | {min(unstable):.2f}-"
             f"{max(unstable):.2f} | {len(verdict.failed)} of {len(figures)} | {len(verdict.flagged)} |"), ratios
 
 
@@ -132,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     config, fps = quality.QualityConfig(), synth.DEFAULT_FPS
     root = Path(tempfile.mkdtemp(prefix="jaxcp-data-check-"))
-    extremes = {"clean": [], "scrambled": []}
+    extremes, rows, load_before = {"clean": [], "scrambled": []}, [], os.getloadavg()
     try:
         print("| layout | recordings | r (min-max) | unstable bones (min-max) | fail | flagged |")
         print("|---|---|---|---|---|---|")
@@ -144,12 +149,17 @@ def main() -> None:
             for kind in KINDS:
                 row, ratios = measure(folder, layout, kind, config, fps)
                 print(row, flush=True)
+                rows.append(row)
                 group = "clean" if kind in ("clean", "foreshortened") else "scrambled"
                 extremes[group].extend(ratios)
         print(f"r: clean and foreshortened max {np.nanmax(extremes['clean']):.3f}, scrambled min "
               f"{np.nanmin(extremes['scrambled']):.3f}, threshold quality.bone_ratio = {config.bone_ratio:g}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    result = {**common.environment(load_before), "benchmark": "data_check", "settings": vars(args),
+              "bone_ratio": config.bone_ratio, "rows": rows, "clean_max": float(np.nanmax(extremes["clean"])),
+              "scrambled_min": float(np.nanmin(extremes["scrambled"]))}
+    print(f"wrote {common.write_json(RESULTS / 'data_check.json', result)}")
 
 
 if __name__ == "__main__":

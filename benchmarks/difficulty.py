@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import jax
+import common
 import numpy as np
 
 from jaxcp.core.atomic import write_text
@@ -99,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['seconds_data']:.0f} s data, {r['seconds_train']:.0f} s training)", flush=True)
     report = {
         "benchmark": "difficulty",
-        "environment": {"platform": jax.devices()[0].platform, "cpu_count": os.cpu_count(),
-                        "machine": platform.machine(), "python": sys.version.split()[0], "jax": jax.__version__,
-                        "load_average": os.getloadavg()},
+        **common.environment(),
         "settings": {k: str(v) for k, v in vars(args).items()},
         "results": rows,
     }  # fmt: skip

@@ -13,21 +13,18 @@ Prints a table and writes benchmarks/results/features_<platform>.json (device, v
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import common
 import jax
 import numpy as np
 import scipy
 import scipy.signal
 
-from jaxcp.core.atomic import write_text
 from jaxcp.data import synth
 from jaxcp.data.augment import AugmentConfig, augment, sample_augment_params
 from jaxcp.data.dataset import make_dataset
@@ -179,16 +176,6 @@ def check_same_features(coords, plan, window, aug, features: FeatureConfig) -> f
                for calls in NUMPY_VARIANTS.values())
 
 
-def environment() -> dict:
-    device = jax.devices()[0]
-    return {
-        "platform": device.platform, "device": device.device_kind, "num_devices": jax.device_count(),
-        "cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
-        "python": sys.version.split()[0], "jax": jax.__version__, "jaxlib": jax.lib.__version__,
-        "numpy": np.__version__, "scipy": scipy.__version__, "load_average": os.getloadavg(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
@@ -199,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-windows", type=int, default=256, help="windows timed for numpy")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args(argv)
-    env = environment()  # before the run: the load average is other processes' load
+    load_before = os.getloadavg()  # other processes' load, before the run
     features, aug = FeatureConfig(), AugmentConfig()
     data = make_cohort(args.infants, args.minutes)
     plan = batch_plan(data.labels, args.batch)
@@ -219,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:66s} {row['windows_per_s']:11.0f} {1000 * row['batch_s']:9.2f} {row['compile_s']:9.2f} "
               f"{full / row['windows_per_s']:8.1f}")
     print(f"max |jax - numpy| on the same draws: {error:.2e}")
-    print(f"device: {env['platform']} {env['device']}, {env['cpu_count']} CPUs, jax {env['jax']}, "
-          f"load average before the run {env['load_average'][0]:.2f}")
-    result = {"benchmark": "features", "environment": env, "settings": {**vars(args), "out": None},
+    env = common.environment(load_before)
+    print(f"device: {env['backend']} {env['devices'][0]}, {env['cpus']} CPUs, jax {env['jax']}, "
+          f"load average before the run {load_before[0]:.2f}")
+    result = {**env, "benchmark": "features", "settings": {**vars(args), "out": None},
               "results": rows, "max_abs_difference": error}
-    out = args.out or RESULTS / f"features_{env['platform']}.json"
-    write_text(out, json.dumps(result, indent=1) + "\n")
+    out = common.write_json(args.out or RESULTS / f"features_{env['backend']}.json", result)
     print(f"wrote {out}")
     return 0
 

@@ -16,7 +16,8 @@ Reported, per strategy, over seeds:
 - how many students each needed before one reached `--target` validation AUC;
 - paired over seeds (REINFORCE minus random): the mean difference and a Wilcoxon signed-rank p-value.
 
-Writes benchmarks/results/search_vs_random.json and .md, and the figure, under --out.
+Writes benchmarks/results/search_vs_random[_small|_smoke].json and .md (committed); the runs and the figure
+stay under --out (default benchmarks/results/search_vs_random/, not committed).
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
 
-import jax
+import common
 import numpy as np
 from scipy import stats
 
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     data = ensure_synthetic(cohort, 1234, IN_MOTION_29, out / "data")
     test_set = load_dataset(data, "test")
     experiment = make_experiment(data, size, space_file)
-    start, rows = time.perf_counter(), []
+    start, rows, load_before = time.perf_counter(), [], os.getloadavg()
     for seed in range(1, size.seeds + 1):
         for strategy in STRATEGIES:
             rows.append(run_one(strategy, seed, size, space_file, data, out, experiment, test_set))
@@ -254,12 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, out / "search_vs_random.png")
     text = markdown(summary, size, args.target)
     print(text)
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "jax": jax.__version__, "backend": jax.default_backend(), "size": dataclasses.asdict(size),
+    result = {**common.environment(load_before), "size": dataclasses.asdict(size),
               "difficulty": args.difficulty, "target": args.target, "seconds": time.perf_counter() - start,
               "summary": summary, "runs": rows}  # fmt: skip
-    write_text(out / "search_vs_random.json", json.dumps(result, indent=2) + "\n")
-    write_text(out / "search_vs_random.md", text)
+    name = "search_vs_random" + ("_small" if args.small else "_smoke" if args.smoke else "")
+    common.write_json(RESULTS / f"{name}.json", result)  # the runs stay under --out, uncommitted
+    write_text(RESULTS / f"{name}.md", text)
     return 0
 
 

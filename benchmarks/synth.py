@@ -11,19 +11,16 @@ process. Prints a table and writes benchmarks/results/synth.json (machine, versi
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 
 from jaxcp import __version__
-from jaxcp.core.atomic import write_text
 from jaxcp.data import synth
 from jaxcp.data.skeleton import IN_MOTION_29
 
@@ -65,12 +62,6 @@ def time_cohort(infants: int, minutes: float, fps: float, workers: int) -> tuple
     return seconds, size
 
 
-def environment() -> dict:
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
-            "python": sys.version.split()[0], "numpy": np.__version__, "jaxcp": __version__,
-            "load_average": os.getloadavg()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--infants", type=int, default=557)
@@ -80,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-infants", type=int, default=5, help="infants timed stage by stage")
     parser.add_argument("--out", type=Path, default=RESULTS / "synth.json")
     args = parser.parse_args(argv)
-    env = environment()  # before the run: the load average is other processes' load
+    load_before = os.getloadavg()  # other processes' load, before the run
     stages = stage_times(args.stage_infants, args.minutes, args.fps)
     seconds, size = time_cohort(args.infants, args.minutes, args.fps, args.workers)
     print(f"{'stage (one core, per infant of ' + f'{args.minutes:g} min)':44s} {'ms':>8s}")
@@ -90,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngenerate_cohort: {args.infants} infants x {args.minutes:g} min at {args.fps:g} fps, "
           f"{args.workers} workers: {seconds:.1f} s ({args.infants / seconds:.1f} infants/s, "
           f"{size / 1e6:.0f} MB, {size / 1e6 / seconds:.0f} MB/s)")
-    print(f"{env['cpu_count']} CPUs, load average before the run {env['load_average'][0]:.2f}")
-    result = {"benchmark": "synth", "environment": env,
+    print(f"{os.cpu_count()} CPUs, load average before the run {load_before[0]:.2f}")
+    result = {**common.environment(load_before), "benchmark": "synth", "jaxcp": __version__,
               "settings": {**vars(args), "out": str(args.out)},
               "results": {"seconds": seconds, "bytes": size, "infants_per_s": args.infants / seconds,
                           "stage_ms_per_infant": {k: 1000 * v for k, v in stages.items()}}}
-    write_text(args.out, json.dumps(result, indent=1) + "\n")
+    common.write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 
