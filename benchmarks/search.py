@@ -53,7 +53,9 @@ def run_search(config: str, overrides: list[str], folder: Path) -> dict:
             "iterations": summary["iterations"], "seconds_total": total, "seconds_data": data_ready,
             "seconds_search": total - data_ready,
             "students_per_hour": students / max(total - data_ready, 1e-9) * 3600,
-            "peak_rss_gb": peak_kb / 2**20}  # fmt: skip
+            "peak_rss_gb": peak_kb / 2**20, "best": summary["best"], "held_out": summary["held_out"],
+            "student_rewards": [json.loads(line)["reward"] for line in
+                                (folder / "run" / "students.jsonl").read_text().splitlines()]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
