@@ -28,6 +28,7 @@ import common
 import jax
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RECORD_KEYS = ("id", "iteration", "reward", "status", "seconds_compile", "seconds_train", "seconds_eval")
 
 
 def run_search(config: str, overrides: list[str], folder: Path) -> dict:
@@ -54,8 +55,8 @@ def run_search(config: str, overrides: list[str], folder: Path) -> dict:
             "seconds_search": total - data_ready,
             "students_per_hour": students / max(total - data_ready, 1e-9) * 3600,
             "peak_rss_gb": peak_kb / 2**20, "best": summary["best"], "held_out": summary["held_out"],
-            "student_rewards": [json.loads(line)["reward"] for line in
-                                (folder / "run" / "students.jsonl").read_text().splitlines()]}  # fmt: skip
+            "student_records": [{k: v for k, v in json.loads(line).items() if k in RECORD_KEYS}
+                                for line in (folder / "run" / "students.jsonl").read_text().splitlines()]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
