@@ -27,8 +27,16 @@ from pathlib import Path
 import common
 import jax
 
+from jaxcp.nas.heldout import describe_best, describe_held_out
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORD_KEYS = ("id", "iteration", "reward", "status", "seconds_compile", "seconds_train", "seconds_eval")
+
+
+def report_lines(summary: dict) -> list[str]:
+    """The search's closing lines about its best candidate, as the command prints them."""
+    best = [describe_best(summary["best"])] if summary.get("best") else []
+    return best + (describe_held_out(summary["held_out"]) if summary.get("held_out") else [])
 
 
 def run_search(config: str, overrides: list[str], folder: Path) -> dict:
@@ -55,6 +63,7 @@ def run_search(config: str, overrides: list[str], folder: Path) -> dict:
             "seconds_search": total - data_ready,
             "students_per_hour": students / max(total - data_ready, 1e-9) * 3600,
             "peak_rss_gb": peak_kb / 2**20, "best": summary["best"], "held_out": summary["held_out"],
+            "report": report_lines(summary),
             "student_records": [{k: v for k, v in json.loads(line).items() if k in RECORD_KEYS}
                                 for line in (folder / "run" / "students.jsonl").read_text().splitlines()]}  # fmt: skip
 
