@@ -143,6 +143,8 @@ class MultiProcessCluster(Cluster):
             return
         with contextlib.suppress(Exception):  # tell the others why, if the coordinator is still there
             self.client.key_value_set(f"{PREFIX}/failed/{self.process_index}", str(code))
+            if self.is_writer:  # the store lives in this process: give the others' watchdogs time to read it
+                time.sleep(3 * BEAT)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # not the runtime's shutdown barrier: the other processes will not come to it

@@ -18,6 +18,7 @@ import base64
 import json
 from pathlib import Path
 
+import jax
 import orbax.checkpoint as ocp
 from flax import serialization
 
@@ -60,9 +61,8 @@ class SearchCheckpoints:
     def save(self, state: SearchState) -> None:
         step = (self.manager.latest_step() or 0) + 1
         document = {"format": STATE_FORMAT, **state_document(state)}
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(serialization.to_state_dict(state.arrays)), meta=ocp.args.JsonSave(document)
-        )
+        arrays = jax.device_get(serialization.to_state_dict(state.arrays))  # host arrays: also in a job of many
+        args = ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(document))
         self.manager.save(step, args=args)
         self.manager.wait_until_finished()
 
@@ -76,7 +76,7 @@ class SearchCheckpoints:
         steps = sorted(self.manager.all_steps(), reverse=True)
         for i, step in enumerate(steps):
             try:
-                target = serialization.to_state_dict(fresh.arrays)
+                target = jax.device_get(serialization.to_state_dict(fresh.arrays))
                 args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
                 restored = self.manager.restore(step, args=args)
                 arrays = serialization.from_state_dict(fresh.arrays, restored["state"])
