@@ -227,8 +227,12 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.distributed.initialize(coordinator, num_processes, process_id,
                                    heartbeat_timeout_seconds=int(heartbeat_timeout))  # fmt: skip
     except (ValueError, RuntimeError) as error:
-        where = "--distributed" if auto else f"--coordinator {coordinator}"
-        raise InputError(f"{where}: cannot start the distributed runtime: {_first_line(error)}") from None
+        if auto:
+            raise InputError(f"--distributed: no SLURM or Open MPI job to take the processes from "
+                             f"({_first_line(error)}); start the command with srun or mpirun, or give "
+                             f"--coordinator, --num-processes and --process-id") from None  # fmt: skip
+        raise InputError(f"--coordinator {coordinator}: cannot start the distributed runtime: "
+                         f"{_first_line(error)}") from None  # fmt: skip
     jax.devices()  # every process's devices are exchanged at the first backend use: do it now, all together
     return MultiProcessCluster(jax_distributed.global_state.client, jax.process_index(), jax.process_count(),
                                heartbeat_timeout, advice)  # fmt: skip
