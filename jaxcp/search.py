@@ -2,6 +2,8 @@
 
     python -m jaxcp.search [--config quick|autocp|test|FILE] [--data DIR] [--out RUN_DIR] [--set KEY=VALUE]
     python -m jaxcp.search --resume RUN_DIR
+    python -m jaxcp.search --distributed --out RUN_DIR ...      # one of the processes of a SLURM / MPI job
+    python -m jaxcp.search --coordinator HOST:PORT --num-processes N --process-id I --out RUN_DIR ...
 
 With no arguments it runs the quick preset on a synthetic cohort generated under `data/synthetic/`.
 With `--data DIR` the search uses the data's own skeleton layout (its manifest) unless the config or
@@ -9,6 +11,8 @@ With `--data DIR` the search uses the data's own skeleton layout (its manifest) 
 candidate's result on the held-out `test_split` next to the (optimistic) best validation AUC.
 The loop, the run folder and resuming are described in `jaxcp.nas.loop`: `--resume RUN_DIR` continues a
 search from its last checkpoint with the settings it was started with, training no finished student again.
+With many processes (`jaxcp.core.distributed`) every process runs the same command and search; each trains
+its share of the students, and process 0 writes the run folder (README: "Many hosts: `--distributed`").
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from jaxcp.core import atomic
 from jaxcp.core.atomic import check_out_folder
 from jaxcp.core.config import dump_yaml, from_dict, load_yaml, resolve_config_path
+from jaxcp.core.distributed import DEFAULT_HEARTBEAT, Cluster, initialize
 from jaxcp.core.errors import InputError, exit_with
 from jaxcp.core.progress import ProgressLog
 from jaxcp.core.runtime import enable_compilation_cache, limit_malloc_arenas
@@ -75,7 +81,28 @@ def parse_args(argv):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. student.epochs=20 (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="plain log lines instead of a progress bar")
+    many = parser.add_argument_group("many processes (every process runs the same command; --out or --resume "
+                                     "must name the same folder for all)")  # fmt: skip
+    many.add_argument("--distributed", action="store_true",
+                      help="one process of a job started by SLURM (srun) or Open MPI (mpirun): jax.distributed "
+                           "detects the coordinator, the process count and this process's id")
+    many.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, to set the job by hand")
+    many.add_argument("--num-processes", type=int, metavar="N", help="the number of processes (by hand)")
+    many.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1 (by hand)")
+    many.add_argument("--heartbeat-timeout", type=int, default=DEFAULT_HEARTBEAT, metavar="SECONDS",
+                      help=f"a process silent for half of this is taken as dead and the job stops "
+                           f"(default {DEFAULT_HEARTBEAT})")
     return parser.parse_args(argv)
+
+
+def connect(args) -> Cluster:
+    """This process's place in the job: alone unless --distributed or --coordinator say otherwise."""
+    many = args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+    if many and not (args.out or args.resume):
+        raise InputError("--out RUN_DIR (or --resume RUN_DIR) is required with many processes: every process "
+                         "must name the same run folder")  # fmt: skip
+    return initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed,
+                      heartbeat_timeout=args.heartbeat_timeout)  # fmt: skip
 
 
 def resolve_run(args) -> tuple[SearchConfig, Path]:
@@ -136,28 +163,54 @@ def main(argv: list[str] | None = None) -> int:
     limit_malloc_arenas()  # before JAX starts its threads
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        cluster = connect(args)  # before anything else uses JAX
+    except InputError as error:
+        exit_with(error)
+    try:
+        code = run_search(args, cluster)
+    except SystemExit as stop:  # an InputError's exit (2): the other processes are told, not left waiting
+        cluster.close(stop.code if isinstance(stop.code, int) else 1)
+        raise
+    except BaseException:
+        if cluster.process_count > 1:
+            traceback.print_exc()
+        cluster.close(1)
+        raise
+    cluster.close(code)
+    return code
+
+
+def run_search(args, cluster: Cluster) -> int:
+    try:
         config, run_dir = resolve_run(args)
         space = load_space(resolve_config_path(config.space, "space"))
-        data_dir, layout = search_data(config)
+        with cluster.writer_first():  # process 0 generates the synthetic cohort; the others find it
+            data_dir, layout = search_data(config)
         experiment = experiment_of(config, data_dir, layout)
         held_out = split_scorer(data_dir, config.test_split, config.val_split)
     except InputError as error:
         exit_with(error)
+    cluster.advice = f"fix the cause and start the whole job again with --resume {run_dir}"
+    cluster.barrier()  # every process checked the run folder before process 0 writes into it
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(run_dir / "config.yaml", dump_yaml(config))
+    if cluster.is_writer:
+        atomic.write_text(run_dir / "config.yaml", dump_yaml(config))
     enable_compilation_cache()
     log = SearchProgress(args.quiet, config.total_students)
     log.line(f"search: {config.iterations} iterations, {config.total_students} students, run directory {run_dir}; "
              f"data {data_dir} (layout {layout.name})")
+    if cluster.process_count > 1:
+        log.line(f"process {cluster.process_index} of {cluster.process_count}; process 0 writes the run directory")
     for warning in split_warnings(experiment):
         log.warn(warning)
     try:
-        summary = Search(config, run_dir, experiment, space, log, held_out).run()
+        summary = Search(config, run_dir, experiment, space, log, held_out, cluster).run()
     except InputError as error:
         exit_with(error)
     finally:
         log.close()
-    print_summary(summary, run_dir)
+    if cluster.is_writer:
+        print_summary(summary, run_dir)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 A checkpoint folder holds one or more Orbax pytrees (sub-folders) and small JSON files. It is written into a
 temporary sibling and renamed into place, so a kill never leaves half a checkpoint where a complete one
-was. Restoring checks the stored shapes against the expected structure first, so weights that do not fit
+was. A folder is written and read by one process alone, also in a job of many (`jaxcp.core.distributed`).
+Restoring checks the stored shapes against the expected structure first, so weights that do not fit
 are one clear `InputError`, not an Orbax traceback.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import jax
 
 from jaxcp.core import atomic
+from jaxcp.core.distributed import single_process_checkpoint_options
 from jaxcp.core.errors import InputError
 
 
@@ -32,7 +34,7 @@ def save_folder(path: str | Path, trees: dict[str, Any], documents: dict[str, di
     path = Path(path).resolve()
     tmp = atomic.fresh_dir(path)
     try:
-        with orbax().StandardCheckpointer() as checkpointer:
+        with orbax().StandardCheckpointer(**single_process_checkpoint_options()) as checkpointer:
             for name, tree in trees.items():
                 checkpointer.save(tmp / name, jax.device_get(tree))
                 checkpointer.wait_until_finished()
@@ -50,7 +52,7 @@ def restore_tree(directory: Path, target: Any, where: str) -> Any:
     if not directory.is_dir():
         raise InputError(f"{where}: damaged checkpoint (no {directory.name}/ folder)")
     # the checkpointer is closed on every path: an open one prints "Event loop is closed" tracebacks at exit
-    with orbax().StandardCheckpointer() as checkpointer:
+    with orbax().StandardCheckpointer(**single_process_checkpoint_options()) as checkpointer:
         try:
             metadata = checkpointer.metadata(directory.resolve())
             stored_shapes = leaf_shapes(getattr(metadata, "item_metadata", metadata))

@@ -22,6 +22,12 @@ controller state as an uninterrupted run. The run folder holds:
     summary.json                  students, iterations, "best" (its record, "ties", "candidates"),
                                   "held_out" (its result on the held-out split), "argmax"
     controller_probabilities.json, rewards.png, controller_probabilities.png
+
+In a job of many processes (`jaxcp.core.distributed`) every process runs this same loop on the same state:
+each trains its share of the groups of an iteration (round robin, `process_count` groups at a time), the
+records are gathered from all of them in group order, and so the controller, replicated, takes the same
+steps everywhere. Process 0 alone trains the argmax candidate and the held-out step and sends their results
+to the others, and it alone writes the run folder (`_save`, `_write_results`) and the checkpoints.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import numpy as np
 
 from jaxcp.core import atomic
 from jaxcp.core.config import jsonable
+from jaxcp.core.distributed import Cluster
 from jaxcp.core.errors import InputError
 from jaxcp.data.windows import WINDOW
 from jaxcp.model.arch import Arch
@@ -85,13 +92,16 @@ class Search:
     """One search run in `run_dir`; `run()` continues from the latest checkpoint if there is one.
 
     `held_out` scores the best candidate's model on held-out infants, or is the reason why there are none.
+    `cluster`: the processes of the job (default: this one alone).
     """
 
     def __init__(self, config: SearchConfig, run_dir: Path, experiment: Experiment, space: SearchSpace,
-                 log: SearchLog, held_out: HeldOutScorer | str = "no held-out split given"):
+                 log: SearchLog, held_out: HeldOutScorer | str = "no held-out split given",
+                 cluster: Cluster | None = None):
         self.config, self.run_dir, self.exp, self.space, self.log = config, run_dir, experiment, space, log
         self.held_out = held_out
-        self.checkpoints = SearchCheckpoints(run_dir / "checkpoints")
+        self.cluster = cluster or Cluster()
+        self.checkpoints = SearchCheckpoints(run_dir / "checkpoints", self.cluster)
         self._counts: dict[Arch, dict] = {}
         self.state = self.checkpoints.restore(steps.init_state(space, config), space, log)
 
@@ -105,7 +115,8 @@ class Search:
                     self._train_argmax()
                 self._advance(steps.next_iteration(self.state))
             if self.state.held_out is None:
-                self._advance(steps.set_held_out(self.state, jsonable(self._held_out())))
+                held_out = json.dumps(jsonable(self._held_out())) if self.cluster.is_writer else None
+                self._advance(steps.set_held_out(self.state, json.loads(self.cluster.broadcast(held_out))))
             return self._finish()
         finally:
             self.checkpoints.close()
@@ -113,6 +124,10 @@ class Search:
     def _advance(self, state: SearchState) -> None:
         """Take the new state and checkpoint it (with students.jsonl)."""
         self.state = state
+        if self.cluster.is_writer:
+            self._save(state)
+
+    def _save(self, state: SearchState) -> None:
         self.checkpoints.save(state)
         lines = "".join(json.dumps(s.to_json()) + "\n" for s in state.students)
         atomic.write_text(self.run_dir / "students.jsonl", lines)
@@ -121,11 +136,21 @@ class Search:
         if self.state.pending is None:
             self._advance(steps.start_iteration(self.state, self.space, self.config))
         first_id, count = self.state.pending[0].id, len(self.state.pending)
-        for group in steps.candidate_groups(self.state):
-            records = self._train_group(group)
-            self._advance(steps.add_students(self.state, records))
-            for r in records:
-                self.log.student(r, r.id - first_id + 1, count, self.state.best_reward())
+        groups, step = steps.candidate_groups(self.state), self.cluster.process_count
+        for start in range(0, len(groups), step):
+            for records in self._train_shared(groups[start : start + step]):
+                self._advance(steps.add_students(self.state, records))
+                for r in records:
+                    self.log.student(r, r.id - first_id + 1, count, self.state.best_reward())
+
+    def _train_shared(self, groups: list[tuple[Candidate, ...]]) -> list[list[StudentRecord]]:
+        """This process's share of `groups` trained, and the records of all of them gathered from every
+        process, in the order of `groups` (each record as JSON and back, also when alone, so that every
+        process holds the same values)."""
+        mine = self.cluster.share(len(groups))
+        local = {i: json.dumps([r.to_json() for r in self._train_group(groups[i])]) for i in mine}
+        gathered = self.cluster.gather(local)
+        return [[StudentRecord.from_json(r) for r in json.loads(gathered[i])] for i in range(len(groups))]
 
     def _train_group(self, group: tuple[Candidate, ...]) -> list[StudentRecord]:
         """Train the candidates of one architecture together, `student.seeds` seeds each."""
@@ -153,9 +178,17 @@ class Search:
                           f"loss {info['loss']:.4f}, policy entropy {state.probabilities[-1]['entropy']:.3f})")
 
     def _train_argmax(self) -> None:
+        """The argmax candidate, trained by process 0; its record sent to every process."""
         it = self.state.iteration
         candidate = steps.argmax_candidate(self.state, self.space, self.config)
         self.log.line(f"iteration {it}: training the argmax candidate for {self.config.student.argmax_epochs} epochs")
+        record = json.dumps(self._argmax_record(candidate).to_json()) if self.cluster.is_writer else None
+        record = ArgmaxRecord.from_json(json.loads(self.cluster.broadcast(record)))
+        self._advance(steps.add_argmax(self.state, record))
+        self.log.line(f"iteration {it}: argmax candidate validation AUC {record.reward:.3f}")
+
+    def _argmax_record(self, candidate: Candidate) -> ArgmaxRecord:
+        it = self.state.iteration
         out = self.run_dir / "argmax" / f"iteration_{it:03d}"
         seed = student_seed(self.config.seed, ARGMAX_ID + it, 0)
         [result] = self.exp.train(candidate.arch, [candidate.hparams], [seed], long=True, checkpoint_dir=out)
@@ -166,8 +199,7 @@ class Search:
             metrics=jsonable(result.metrics), checkpoint=str(out.relative_to(self.run_dir)),
             seconds_train=result.seconds_train, seconds_compile=result.seconds_compile,
         )  # fmt: skip
-        self._advance(steps.add_argmax(self.state, record))
-        self.log.line(f"iteration {it}: argmax candidate validation AUC {result.reward:.3f}")
+        return record
 
     def _arch_text(self, arch: Arch, hparams) -> str:
         """An arch file with the input settings the candidates were trained with."""
@@ -222,14 +254,19 @@ class Search:
         best = steps.best_record(self.state)
         summary_best = None
         if best is not None:
-            atomic.write_text(self.run_dir / "best.yaml", self._arch_text(best.arch, best.hparams))
             ties, count = count_ties(r.reward for r in steps.validated(self.state))
             summary_best = {**best.to_json(), "ties": ties, "candidates": count}
         summary = {"students": len(self.state.students), "iterations": self.state.iteration,
                    "best": summary_best, "held_out": self.state.held_out,
                    "argmax": [a.to_json() for a in self.state.argmax]}  # fmt: skip
+        if self.cluster.is_writer:
+            self._write_results(best, summary)
+        return summary
+
+    def _write_results(self, best: Record | None, summary: dict) -> None:
+        if best is not None:
+            atomic.write_text(self.run_dir / "best.yaml", self._arch_text(best.arch, best.hparams))
         atomic.write_text(self.run_dir / "summary.json", json.dumps(jsonable(summary), indent=2))
         atomic.write_text(self.run_dir / "controller_probabilities.json",
                           json.dumps(list(self.state.probabilities), indent=1))  # fmt: skip
         plot_search(self.run_dir, self.state, self.space)
-        return summary
