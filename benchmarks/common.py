@@ -49,10 +49,15 @@ def environment(load_before: tuple[float, float, float] | None = None) -> dict:
     }  # fmt: skip
 
 
-def write_json(path: Path, result: dict) -> Path:
-    """Write `result` as indented JSON atomically (write then rename); returns the path."""
-    from jaxcp.core.atomic import write_text
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` atomically (write then rename); returns the path."""
+    from jaxcp.core import atomic  # here: a benchmark may time its own first JAX import
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(result, indent=2) + "\n")
+    atomic.write_text(path, text)
     return path
+
+
+def write_json(path: Path, result: dict) -> Path:
+    """Write `result` as indented JSON atomically (write then rename); returns the path."""
+    return write_text(path, json.dumps(result, indent=2) + "\n")

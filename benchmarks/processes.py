@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import common
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORD = json.dumps({"id": 0, "reward": 0.5, "metrics": {f"m{i}": 0.123456789 for i in range(60)}})
@@ -74,18 +75,17 @@ def main(argv=None) -> int:
     command = [sys.executable, __file__, "--rounds", str(args.rounds), "--worker", coordinator, str(args.processes)]
     procs = [subprocess.Popen([*command, str(i)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for i in range(args.processes)]  # fmt: skip
+    load_before = os.getloadavg()
     rows = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
-    result = {"processes": args.processes, "rounds": args.rounds, "machine": platform.node(),
-              "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "rows": rows}  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "processes.json").write_text(json.dumps(result, indent=2))
+    result = {**common.environment(load_before), "processes": args.processes, "rounds": args.rounds, "rows": rows}
+    common.write_json(RESULTS / "processes.json", result)
     lines = [f"{args.processes} processes on 127.0.0.1, {args.rounds} rounds ({result['date']})", "",
              "| process | start (s) | gather, median (ms) | gather, p90 (ms) | broadcast (ms) | close (s) |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['process']} | {r['initialize_s']:.2f} | {r['gather_ms']:.2f} | {r['gather_p90_ms']:.2f} "
                      f"| {r['broadcast_ms']:.2f} | {r['close_s']:.2f} |")  # fmt: skip
-    (RESULTS / "processes.md").write_text("\n".join(lines) + "\n")
+    common.write_text(RESULTS / "processes.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
