@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -105,6 +106,25 @@ def test_the_running_median_removes_jitter_and_can_be_thinned():
     spiky[:35, 1] = np.nan  # seen in 5 frames only: not judged
     assert np.isnan(quality.distance_spread(spiky, TWO, TWO.edges)).all()
     assert quality.smoothing_frames(1.0, 30.0) == 31 and quality.smoothing_frames(0.0, 30.0) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_running_median_is_numpys_nanmedian_of_each_window(dtype):
+    """Bit for bit np.nanmedian over the windows: odd and even counts of seen values, all-NaN windows."""
+    rng = np.random.default_rng(2)
+    for window, max_windows in ((2, None), (7, None), (8, 5), (31, 40)):
+        x = (10 * rng.normal(size=(90, 4))).astype(dtype)
+        x[rng.random(x.shape) < 0.3] = np.nan
+        x[:40, 3] = np.nan  # whole windows without a value
+        views = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)
+        if max_windows is not None:
+            views = views[np.linspace(0, len(views) - 1, max_windows).round().astype(np.int64)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            want = np.nanmedian(views, axis=-1)
+        got = quality.running_median(x, window, max_windows)
+        assert got.dtype == want.dtype and np.isnan(got).any()
+        np.testing.assert_array_equal(got, want)
 
 
 def test_far_fractions_axis_angle_and_handedness_by_hand():

@@ -70,8 +70,9 @@ def test_tiny_search_writes_everything(full_run, workdir):
     run_dir, out = full_run
     config = load_search_config(TEST_CONFIG)
     students = read_students(run_dir)
-    assert [s["id"] for s in students] == list(range(config.first_students + config.students))
-    assert [s["iteration"] for s in students] == [0] * config.first_students + [1] * config.students
+    later = [i for i in range(1, config.iterations) for _ in range(config.students)]
+    assert [s["id"] for s in students] == list(range(config.first_students + len(later)))
+    assert [s["iteration"] for s in students] == [0] * config.first_students + later
     for s in students:
         assert 0.0 <= s["reward"] <= 1.0 and s["status"] in ("ok", "early_stopped", "failed")
         assert s["params"] > 0 and s["macs"] > 0 and s["seconds_train"] > 0
@@ -126,7 +127,7 @@ def test_killed_search_resumes_to_the_same_state(full_run, workdir):
     while time.time() < deadline and proc.poll() is None:
         if students.exists() and len(students.read_text().splitlines()) >= 2:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert proc.poll() is None, "the search ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()

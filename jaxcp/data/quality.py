@@ -165,9 +165,13 @@ def running_median(x: np.ndarray, window: int, max_windows: int | None = None) -
     views = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)
     if max_windows is not None and views.shape[0] > max_windows:
         views = views[np.linspace(0, views.shape[0] - 1, max_windows).round().astype(np.int64)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
-        return np.nanmedian(views, axis=-1)
+    # np.nanmedian's own result, computed directly (it takes a slow masked-array path for windows this
+    # short): sorted, NaN go last; the mean of the two middle values of the n seen, the middle one when n is odd
+    ordered = np.sort(views, axis=-1)
+    seen = (~np.isnan(ordered)).sum(axis=-1, keepdims=True)
+    low = np.take_along_axis(ordered, np.maximum(seen - 1, 0) // 2, axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, seen // 2, axis=-1)[..., 0]
+    return np.where(seen[..., 0] > 0, (low + high) / 2, np.nan)
 
 
 def body_size(coords: np.ndarray, layout: Layout) -> float:
