@@ -22,7 +22,15 @@ from jaxcp.data.dataset import load_dataset
 from jaxcp.model.arch import Arch
 from jaxcp.nas.config import load_search_config
 from jaxcp.nas.space import load_space, read_arch_spec
-from jaxcp.nas.state import decode, group_candidates
+from jaxcp.nas.state import (
+    SearchState,
+    StudentRecord,
+    candidate_groups,
+    decode,
+    group_candidates,
+    group_size,
+    padded_size,
+)
 from jaxcp.training.hparams import HParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +70,19 @@ def test_group_students_by_arch_and_batch():
     other_batch = (0,) * 24 + (1,)  # batch size 32 instead of 24
     candidates = [decode(space, i, a) for i, a in enumerate([base, other_act, other_lr, other_batch, base])]
     groups = group_candidates(tuple(candidates))
-    assert [[c.id for c in g] for g in groups] == [[0, 2], [4], [1], [3]]  # three of one arch: chunks of 2, 1
-    assert [len(g) for g in group_candidates(tuple(decode(space, i, base) for i in range(13)))] == [8, 4, 1]
+    assert [[c.id for c in g] for g in groups] == [[0, 2, 4], [1], [3]]  # three of one arch: one group (of 4)
+    assert [group_size(n) for n in (1, 2, 3, 4, 5, 8, 9, 13, 40)] == [1, 2, 4, 4, 8, 8, 8, 8, 8]
+    many = tuple(decode(space, i, base) for i in range(13))
+    assert [len(g) for g in group_candidates(many)] == [8, 5]  # both compiled (padded) for 8 students
+    state = SearchState(controller=None, replay=None, pending=many)
+    assert [padded_size(state, g) for g in candidate_groups(state)] == [8, 8]
+    # a resumed iteration groups as the uninterrupted one: finished students leave their group, not the grouping
+    done = tuple(StudentRecord(id=i, iteration=0, actions=c.actions, arch=c.arch, hparams=c.hparams, reward=0.5,
+                               rewards=(0.5,), status="ok", best_epoch=1, metrics={}) for i, c in
+                 enumerate(many[:9]))  # fmt: skip
+    resumed = SearchState(controller=None, replay=None, pending=many, students=done)
+    assert [[c.id for c in g] for g in candidate_groups(resumed)] == [[9, 10, 11, 12]]
+    assert padded_size(resumed, candidate_groups(resumed)[0]) == 8
 
 
 def test_tiny_search_writes_everything(full_run, workdir):
