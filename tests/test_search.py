@@ -37,9 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
 
 
-def run_cli(args, cwd):
+def run_cli(args, cwd, **extra_env):
     """The search in a subprocess, with the test session's persistent compilation cache (tests/conftest.py)."""
-    env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"}
+    env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"} | extra_env
     return subprocess.Popen([sys.executable, "-m", "jaxcp.search", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
@@ -163,6 +163,33 @@ def test_killed_search_resumes_to_the_same_state(full_run, workdir):
     assert [(s["id"], s["actions"], s["reward"]) for s in got] == [(s["id"], s["actions"], s["reward"]) for s in want]
     probs = json.loads((workdir / "killed" / "controller_probabilities.json").read_text())
     assert probs == json.loads((reference / "controller_probabilities.json").read_text())
+
+
+@pytest.mark.slow  # compiles the search's programs again (XLA_FLAGS are part of the cache key)
+def test_four_devices_give_the_same_search(full_run, workdir):
+    """The tiny search with 4 forced CPU devices: the same students in the same order, the same rewards
+    (bit for bit), controller and best candidate as the one-device run (the held-out step is skipped: it
+    follows from best.yaml)."""
+    reference = full_run[0]
+    proc = run_cli(["--config", TEST_CONFIG, "--out", "four", "--quiet", "--set", "test_split="], workdir,
+                   XLA_FLAGS="--xla_force_host_platform_device_count=4")  # fmt: skip
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    got, want = read_students(workdir / "four"), read_students(reference)
+    keys = ("id", "iteration", "actions", "group", "reward", "rewards", "best_epoch", "metrics")
+    assert [[s[k] for k in keys] for s in got] == [[s[k] for k in keys] for s in want]
+    assert [s["id"] for s in got] == list(range(len(want)))  # students.jsonl in id order
+    for name in ("controller_probabilities.json", "best.yaml"):
+        assert (workdir / "four" / name).read_text() == (reference / name).read_text()
+    summary, one = (json.loads((d / "summary.json").read_text()) for d in (workdir / "four", reference))
+    assert (summary["devices"], one["devices"]) == (4, 1)
+    assert [a["reward"] for a in summary["argmax"]] == [a["reward"] for a in one["argmax"]]
+    compiled = summary["compile"]
+    assert compiled["groups"] == len({(s["iteration"], s["group"]) for s in got}) == 2  # one group per iteration
+    assert compiled["seconds_compile_hidden"] + compiled["seconds_compile_waited"] == pytest.approx(
+        compiled["seconds_compile"], abs=0.01)  # fmt: skip
+    for s in got:
+        assert s["seconds_compile_hidden"] >= 0 and s["seconds_compile_waited"] >= 0
 
 
 def test_bad_config_fails_before_training(tmp_path, capsys):

@@ -57,7 +57,7 @@ from jaxcp.model.checkpoint import save_model
 from jaxcp.training import engine
 from jaxcp.training.checkpoint import restore_run_state, save_run_state
 from jaxcp.training.hparams import HParams
-from jaxcp.training.placement import Placement
+from jaxcp.training.placement import Placement, shard_students
 from jaxcp.training.run import PROGRESS_DIR, check_out_dir, write_run_files
 from jaxcp.training.students import (
     EpochReport,
@@ -355,8 +355,9 @@ def prepare_crossval(request: CrossvalRequest) -> tuple[FoldRun, dict]:
         train, windows = make_train_data(cohort, request.config), make_eval_data(cohort, layout, request.config)
     except InputError as error:
         raise InputError(f"{data_dir}: {error}") from None
+    students = assignment.num_folds * len(request.seeds)  # over the local devices when they divide
     run = FoldRun(request.arch, [request.hparams] * len(request.seeds), request.seeds, train, windows, layout,
-                  request.config, assignment)  # fmt: skip
+                  request.config, assignment, placement=shard_students(students))  # fmt: skip
     facts = {"layout": layout, "cohort": cohort, "spec": request.config.model_spec(request.arch, layout,
                                                                                    data_settings(data_dir))}
     return run, facts

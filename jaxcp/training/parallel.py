@@ -98,7 +98,7 @@ def run_groups(experiment: GroupRunner, groups: Sequence[Group], devices: Sequen
             try:
                 start = time.perf_counter()
                 run = ready[k].result()
-                waited = time.perf_counter() - start
+                waited = time.perf_counter() - start - run.compiled.waited  # its own compiles were hidden
                 while not run.finished:
                     if stop.is_set():
                         raise _Stopped

@@ -5,8 +5,9 @@ on that device; the search trains one group of students per device at a time (`j
 A `Placement` of D devices is a 1-D mesh over the student axis (`NamedSharding`, axis "students"): arrays
 with a leading student axis are split into D equal blocks, everything else (the training and validation data,
 the learning-rate factor) is replicated, and XLA partitions the vmapped programs without any communication
-between the students. `shard_students` chooses: every local device when the student count divides evenly,
-else one device. A student's numbers do not depend on where it runs (on CPU they are bit-identical).
+between the students. `shard_students` chooses for `jaxcp train --seeds N` and `jaxcp crossval`: every
+local device when the student count is a multiple of their count, else one device. A student's numbers do
+not depend on where it runs (on CPU they are bit-identical; `tests/test_devices.py`).
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ def on_device(device: jax.Device) -> Placement:
     return Placement((device,))
 
 
-def shard_students(num_students: int, devices: Sequence[jax.Device] | None = None) -> Placement:
-    """The student axis over all of `devices` (default: `jax.local_devices()`) when `num_students` is a
-    multiple of their count, else the first device alone."""
+def shard_students(num_students: int, devices: Sequence[jax.Device] | None = None) -> Placement | None:
+    """The student axis over all of `devices` (default: `jax.local_devices()`) when there are several and
+    `num_students` is a multiple of their count; else None (one device, JAX's default placement)."""
     devices = tuple(jax.local_devices() if devices is None else devices)
     if len(devices) > 1 and num_students % len(devices) == 0:
         return Placement(devices)
-    return Placement(devices[:1])
+    return None
