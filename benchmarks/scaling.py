@@ -53,6 +53,7 @@ def run_count(config: str, overrides: list[str], folder: Path, devices: int, pro
     argv = [sys.executable, "-m", "jaxcp.search", "--config", config, "--out", str(folder / name), "--quiet"]
     for item in ["test_split=", *overrides]:
         argv += ["--set", item]
+    load = os.getloadavg()[0]
     start, data_ready, lines = time.perf_counter(), None, []
     with subprocess.Popen(argv, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as proc:  # fmt: skip
@@ -71,7 +72,8 @@ def run_count(config: str, overrides: list[str], folder: Path, devices: int, pro
             "seconds_search": round(seconds, 1), "students_per_hour": round(students / seconds * 3600, 1),
             "seconds_compile": compiled["seconds_compile"],
             "seconds_compile_hidden": compiled["seconds_compile_hidden"],
-            "seconds_compile_waited": compiled["seconds_compile_waited"], "run": name}  # fmt: skip
+            "seconds_compile_waited": compiled["seconds_compile_waited"], "run": name,
+            "load_average_1min": [load, os.getloadavg()[0]]}  # fmt: skip
 
 
 def outputs(run_dir: Path) -> dict:
@@ -87,11 +89,12 @@ def markdown(result: dict) -> str:
              f"({result['cpus']} CPUs, forced CPU devices, load {result['load_average_before'][0]:.1f}), "
              f"jax {result['jax']}, commit {result['git_commit'][:10]}.", "",
              "| devices | processes | groups | search s | students / hour | compile s | hidden s | waited s | "
-             "same results |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "load before, after | same results |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["rows"]:
         lines.append(f"| {r['devices']} | {r['processes']} | {r['groups']} | {r['seconds_search']:.0f} | "
                      f"{r['students_per_hour']:.0f} | {r['seconds_compile']:.1f} | {r['seconds_compile_hidden']:.1f} "
-                     f"| {r['seconds_compile_waited']:.1f} | {'yes' if r['same_as_first'] else 'NO'} |")
+                     f"| {r['seconds_compile_waited']:.1f} | {r['load_average_1min'][0]:.1f}, "
+                     f"{r['load_average_1min'][1]:.1f} | {'yes' if r['same_as_first'] else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 

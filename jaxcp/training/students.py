@@ -216,21 +216,22 @@ def _aval(x) -> tuple:
 
 
 class _Compiled:
-    """Calls a program of `programs` through its ahead-of-time compiled executable for `device` and the
-    arguments' shapes. The executables live in `programs.compiled`, so a second student of the same
-    architecture and batch size on the same device compiles nothing, and they are dropped with the programs
-    when `engine.get_programs` evicts them. Threads share them: a program is compiled once, and a thread that
-    needs it while another compiles it waits. `seconds` is the compile time spent through this handle (0 when
-    everything was cached), `waited` the time it was blocked on compilation (its own or another thread's)."""
+    """Calls a program of `programs` through its ahead-of-time compiled executable for `placement` (None:
+    JAX's default device) and the arguments' shapes. The executables live in `programs.compiled`, so a
+    second student of the same architecture and batch size on the same placement compiles nothing, and they
+    are dropped with the programs when `engine.get_programs` evicts them. Threads share them: a program is
+    compiled once, and a thread that needs it while another compiles it waits. `seconds` is the compile time
+    spent through this handle (0 when everything was cached), `waited` the time it was blocked on
+    compilation (its own or another thread's)."""
 
-    def __init__(self, programs: engine.Programs, device: jax.Device | None = None):
-        self.cache, self.lock, self.device = programs.compiled, programs.lock, device
+    def __init__(self, programs: engine.Programs, placement: Placement | None = None):
+        self.cache, self.lock, self.placement = programs.compiled, programs.lock, placement
         self.seconds = 0.0
         self.waited = 0.0
 
     def executable(self, fn, *args):
-        """The compiled `fn` for these arguments (arrays or `jax.ShapeDtypeStruct`s placed on the device)."""
-        key = (fn, self.device, jax.tree.structure(args), tuple(_aval(x) for x in jax.tree.leaves(args)))
+        """The compiled `fn` for these arguments (arrays or `jax.ShapeDtypeStruct`s on the placement)."""
+        key = (fn, self.placement, jax.tree.structure(args), tuple(_aval(x) for x in jax.tree.leaves(args)))
         with self.lock:
             entry, owner = self.cache.get(key), False
             if entry is None:
@@ -302,7 +303,9 @@ class StudentRun:
         )
         keys = jax.vmap(jax.random.split)(jnp.stack([jax.random.PRNGKey(s) for s in self.seeds]))
         self.epoch_keys = self._per_student(keys[:, 1])
-        self.state = self.compiled(self.programs.init, *self._per_student((keys[:, 0], opt_hps)))
+        # the state is put back on the student layout after every program, so that every call of a program
+        # sees the same input shardings (XLA may choose other output shardings on a mesh)
+        self.state = self._per_student(self.compiled(self.programs.init, *self._per_student((keys[:, 0], opt_hps))))
         self.best_state = jax.tree.map(jnp.copy, self.state) if keep_state else None
         self.tracker = _Tracker(len(self.seeds), config)
         self.calibration = calibration_of(np.asarray(train.labels), train.plan, config.calibration)
@@ -332,6 +335,7 @@ class StudentRun:
         start, compiling = time.perf_counter(), self.compiled.waited
         lr = self._replicated(jnp.float32(optim.lr_factor(epoch)))
         self.state, epoch_metrics = self.train_epoch(step_keys, lr)
+        self.state = self._per_student(self.state)
         losses = np.asarray(epoch_metrics["loss"])
         # time blocked on compilation is reported on its own (self.compiled), not as training or validation
         self.seconds["train"] += time.perf_counter() - start - (self.compiled.waited - compiling)
@@ -346,7 +350,8 @@ class StudentRun:
             val_auc = np.array([r["auc"] for r in results])
             improved = self.tracker.record_eval(epoch, results)
             if self.best_state is not None and improved.any():
-                self.best_state = engine.where_students(jnp.asarray(improved), self.state, self.best_state)
+                self.best_state = self._per_student(
+                    engine.where_students(jnp.asarray(improved), self.state, self.best_state))
             self.seconds["eval"] += time.perf_counter() - start - (self.compiled.waited - compiling)
         self.tracker.check_early_stop(epoch)
         self.epoch += 1
