@@ -78,8 +78,9 @@ def _forced_device_results() -> dict:
     reports = [(run_one.run_epoch(), run_all.run_epoch()) for _ in range(TINY_CONFIG.epochs)]
     out["sharded_losses"] = [[r.losses.tolist() for r in pair] for pair in reports]
     out["sharded_auc"] = [[np.nan_to_num(r.val_auc).tolist() for r in pair] for pair in reports]
-    out["sharded_params_equal"] = bool(all(np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(run_one.state.params), jax.tree.leaves(run_all.state.params), strict=True)))  # fmt: skip
+    pairs = list(zip(jax.tree.leaves(run_one.state.params), jax.tree.leaves(run_all.state.params), strict=True))
+    out["sharded_params_diff"] = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in pairs)
+    out["params_scale"] = max(float(np.max(np.abs(np.asarray(a)))) for a, _ in pairs)
     out["not_divisible"] = shard_students(3) is None
     return out
 
@@ -114,12 +115,15 @@ def test_groups_on_four_devices_equal_one_device(forced):
 
 @pytest.mark.slow
 def test_student_axis_sharded_over_four_devices_equals_one_device(forced):
+    """Sharded, XLA compiles another program (one student per device), so the numbers agree to float32
+    rounding, not bit for bit (measured: losses within 2e-7 relative after one epoch)."""
     assert forced["shards"] == 4 and forced["shard_devices"] == [0, 1, 2, 3]
     for one, four in forced["sharded_losses"]:
-        assert one == four and len(one) == 4
+        assert len(one) == 4 and np.allclose(one, four, rtol=1e-5, atol=0)
+    assert forced["sharded_losses"][0][0] != forced["sharded_losses"][1][0]  # the second epoch trained on
     for one, four in forced["sharded_auc"]:
-        assert one == four
-    assert forced["sharded_params_equal"]
+        assert np.allclose(one, four, atol=0.05)  # ranks of near-equal risks may swap
+    assert forced["sharded_params_diff"] <= 1e-4 * forced["params_scale"]
     assert forced["not_divisible"]
 
 
