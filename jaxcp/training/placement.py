@@ -6,8 +6,9 @@ A `Placement` of D devices is a 1-D mesh over the student axis (`NamedSharding`,
 with a leading student axis are split into D equal blocks, everything else (the training and validation data,
 the learning-rate factor) is replicated, and XLA partitions the vmapped programs without any communication
 between the students. `shard_students` chooses for `jaxcp train --seeds N` and `jaxcp crossval`: every
-local device when the student count is a multiple of their count, else one device. A student's numbers do
-not depend on where it runs (on CPU they are bit-identical; `tests/test_devices.py`).
+local device when the student count is a multiple of their count, else one device. A run on one device
+gives the same numbers on any device (bit-identical on CPU); a sharded run is another compiled program and
+agrees with one device to float32 rounding (`tests/test_devices.py`).
 """
 
 from __future__ import annotations
