@@ -49,6 +49,15 @@ class FakeExperiment:
                                          history=[], seconds_compile=0.0, seconds_train=0.0, seconds_eval=0.0))
         return results
 
+    def train_groups(self, groups, devices=None, *, on_done=None):
+        """The groups one after another (as one device would)."""
+        out = []
+        for index, group in enumerate(groups):
+            out.append(self.train(group.arch, group.hparams, group.seeds))
+            if on_done is not None:
+                on_done(index, out[-1])
+        return out
+
 
 class RecordingExperiment(FakeExperiment):
     """FakeExperiment that also records the reward it gave each seed."""

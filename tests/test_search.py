@@ -22,16 +22,24 @@ from jaxcp.data.dataset import load_dataset
 from jaxcp.model.arch import Arch
 from jaxcp.nas.config import load_search_config
 from jaxcp.nas.space import load_space, read_arch_spec
-from jaxcp.nas.state import decode, group_candidates
+from jaxcp.nas.state import (
+    SearchState,
+    StudentRecord,
+    candidate_groups,
+    decode,
+    group_candidates,
+    group_size,
+    padded_size,
+)
 from jaxcp.training.hparams import HParams
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
 
 
-def run_cli(args, cwd):
+def run_cli(args, cwd, **extra_env):
     """The search in a subprocess, with the test session's persistent compilation cache (tests/conftest.py)."""
-    env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"}
+    env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"} | extra_env
     return subprocess.Popen([sys.executable, "-m", "jaxcp.search", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
@@ -62,8 +70,19 @@ def test_group_students_by_arch_and_batch():
     other_batch = (0,) * 24 + (1,)  # batch size 32 instead of 24
     candidates = [decode(space, i, a) for i, a in enumerate([base, other_act, other_lr, other_batch, base])]
     groups = group_candidates(tuple(candidates))
-    assert [[c.id for c in g] for g in groups] == [[0, 2], [4], [1], [3]]  # three of one arch: chunks of 2, 1
-    assert [len(g) for g in group_candidates(tuple(decode(space, i, base) for i in range(13)))] == [8, 4, 1]
+    assert [[c.id for c in g] for g in groups] == [[0, 2, 4], [1], [3]]  # three of one arch: one group (of 4)
+    assert [group_size(n) for n in (1, 2, 3, 4, 5, 8, 9, 13, 40)] == [1, 2, 4, 4, 8, 8, 8, 8, 8]
+    many = tuple(decode(space, i, base) for i in range(13))
+    assert [len(g) for g in group_candidates(many)] == [8, 5]  # both compiled (padded) for 8 students
+    state = SearchState(controller=None, replay=None, pending=many)
+    assert [padded_size(state, g) for g in candidate_groups(state)] == [8, 8]
+    # a resumed iteration groups as the uninterrupted one: finished students leave their group, not the grouping
+    done = tuple(StudentRecord(id=i, iteration=0, actions=c.actions, arch=c.arch, hparams=c.hparams, reward=0.5,
+                               rewards=(0.5,), status="ok", best_epoch=1, metrics={}) for i, c in
+                 enumerate(many[:9]))  # fmt: skip
+    resumed = SearchState(controller=None, replay=None, pending=many, students=done)
+    assert [[c.id for c in g] for g in candidate_groups(resumed)] == [[9, 10, 11, 12]]
+    assert padded_size(resumed, candidate_groups(resumed)[0]) == 8
 
 
 def test_tiny_search_writes_everything(full_run, workdir):
@@ -145,6 +164,34 @@ def test_killed_search_resumes_to_the_same_state(full_run, workdir):
     assert [(s["id"], s["actions"], s["reward"]) for s in got] == [(s["id"], s["actions"], s["reward"]) for s in want]
     probs = json.loads((workdir / "killed" / "controller_probabilities.json").read_text())
     assert probs == json.loads((reference / "controller_probabilities.json").read_text())
+
+
+@pytest.mark.slow  # compiles the search's programs again (XLA_FLAGS are part of the cache key)
+def test_four_devices_give_the_same_search(full_run, workdir):
+    """The tiny search with 4 forced CPU devices: the same students in the same order, the same rewards,
+    controller and best candidate as the one-device run (the held-out step is skipped: it follows from
+    best.yaml). Not compared: the float metrics behind the rewards (validation loss, window AUC), which
+    XLA:CPU computes with rounding differences (~1e-9 relative) in a process with another device count."""
+    reference = full_run[0]
+    proc = run_cli(["--config", TEST_CONFIG, "--out", "four", "--quiet", "--set", "test_split="], workdir,
+                   XLA_FLAGS="--xla_force_host_platform_device_count=4")  # fmt: skip
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    got, want = read_students(workdir / "four"), read_students(reference)
+    keys = ("id", "iteration", "actions", "group", "reward", "rewards", "best_epoch")
+    assert [[s[k] for k in keys] for s in got] == [[s[k] for k in keys] for s in want]
+    assert [s["id"] for s in got] == list(range(len(want)))  # students.jsonl in id order
+    for name in ("controller_probabilities.json", "best.yaml"):
+        assert (workdir / "four" / name).read_text() == (reference / name).read_text()
+    summary, one = (json.loads((d / "summary.json").read_text()) for d in (workdir / "four", reference))
+    assert (summary["devices"], one["devices"]) == (4, 1)
+    assert [a["reward"] for a in summary["argmax"]] == [a["reward"] for a in one["argmax"]]
+    compiled = summary["compile"]
+    assert compiled["groups"] == len({(s["iteration"], s["group"]) for s in got}) == 2  # one group per iteration
+    assert compiled["seconds_compile_hidden"] + compiled["seconds_compile_waited"] == pytest.approx(
+        compiled["seconds_compile"], abs=0.01)  # fmt: skip
+    for s in got:
+        assert s["seconds_compile_hidden"] >= 0 and s["seconds_compile_waited"] >= 0
 
 
 def test_bad_config_fails_before_training(tmp_path, capsys):

@@ -33,9 +33,11 @@ to the others, and it alone writes the run folder (`_save`, `_write_results`) an
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import jax
 import numpy as np
 
 from jaxcp.core import atomic
@@ -52,6 +54,7 @@ from jaxcp.nas.heldout import HeldOutScorer, at_validation_threshold, count_ties
 from jaxcp.nas.plots import plot_search
 from jaxcp.nas.space import SearchSpace
 from jaxcp.nas.state import ArgmaxRecord, Candidate, Record, SearchState, StudentRecord
+from jaxcp.training import parallel
 from jaxcp.training.archfile import arch_file_text
 from jaxcp.training.experiment import Experiment
 from jaxcp.training.students import StudentResult
@@ -73,34 +76,53 @@ def student_seed(seed: int, student_id: int, replica: int) -> int:
     return (seed * 1_000_003 + student_id * 101 + replica) % (2**31 - 1)
 
 
-def student_record(candidate: Candidate, iteration: int, results: list[StudentResult], counts: dict) -> StudentRecord:
-    """One student's record from its seeds' results (reward: their mean)."""
+def student_record(candidate: Candidate, iteration: int, results: list[StudentResult], counts: dict,
+                   group: int = -1) -> StudentRecord:
+    """One student's record from its seeds' results (reward: their mean); `group`: its group's first id."""
     rewards = tuple(r.reward for r in results)
     statuses = {r.status for r in results}
     status = "failed" if statuses == {"failed"} else ("early_stopped" if "early_stopped" in statuses else "ok")
     best = max(results, key=lambda r: r.reward)
+    waited = min(results[0].seconds_compile_waited, results[0].seconds_compile)
     return StudentRecord(
         id=candidate.id, iteration=iteration, actions=candidate.actions, arch=candidate.arch,
         hparams=candidate.hparams, reward=float(np.mean(rewards)), rewards=rewards, status=status,
         best_epoch=best.best_epoch, metrics=jsonable(best.metrics), params=counts.get("params"),
         macs=counts.get("macs_thop"), seconds_compile=results[0].seconds_compile,
         seconds_train=results[0].seconds_train, seconds_eval=results[0].seconds_eval,
+        seconds_compile_hidden=results[0].seconds_compile - waited, seconds_compile_waited=waited, group=group,
     )  # fmt: skip
+
+
+def compile_totals(state: SearchState) -> dict:
+    """The students' compile seconds over their groups (each group counted once): "seconds" in all,
+    "seconds_hidden" behind other groups' training, "seconds_waited" by the devices, and "groups"."""
+    groups = {(s.iteration, s.group): s for s in state.students}
+    return {"groups": len(groups), **{key: round(sum(getattr(s, key) for s in groups.values()), 3) for key in
+                                      ("seconds_compile", "seconds_compile_hidden", "seconds_compile_waited")}}
+
+
+def via_json(records: list[StudentRecord]) -> list[StudentRecord]:
+    """The records as a record is stored and gathered (JSON and back): one process holds the same values as
+    every process of a job does."""
+    return [StudentRecord.from_json(json.loads(json.dumps(r.to_json()))) for r in records]
 
 
 class Search:
     """One search run in `run_dir`; `run()` continues from the latest checkpoint if there is one.
 
     `held_out` scores the best candidate's model on held-out infants, or is the reason why there are none.
-    `cluster`: the processes of the job (default: this one alone).
+    `cluster`: the processes of the job (default: this one alone). Student groups are trained on `devices`
+    (default: every local device), one group per device at a time.
     """
 
     def __init__(self, config: SearchConfig, run_dir: Path, experiment: Experiment, space: SearchSpace,
                  log: SearchLog, held_out: HeldOutScorer | str = "no held-out split given",
-                 cluster: Cluster | None = None):
+                 cluster: Cluster | None = None, devices: Sequence[jax.Device] | None = None):
         self.config, self.run_dir, self.exp, self.space, self.log = config, run_dir, experiment, space, log
         self.held_out = held_out
         self.cluster = cluster or Cluster()
+        self.devices = tuple(jax.local_devices() if devices is None else devices)
         self.checkpoints = SearchCheckpoints(run_dir / "checkpoints", self.cluster)
         self._counts: dict[Arch, dict] = {}
         self.state = self.checkpoints.restore(steps.init_state(space, config), space, log)
@@ -136,31 +158,53 @@ class Search:
         if self.state.pending is None:
             self._advance(steps.start_iteration(self.state, self.space, self.config))
         first_id, count = self.state.pending[0].id, len(self.state.pending)
-        groups, step = steps.candidate_groups(self.state), self.cluster.process_count
+
+        def finished(records: list[StudentRecord]) -> None:  # checkpoint as each group's records arrive
+            self._advance(steps.add_students(self.state, records))
+            for r in records:
+                self.log.student(r, r.id - first_id + 1, count, self.state.best_reward())
+
+        groups = steps.candidate_groups(self.state)
+        if self.cluster.process_count == 1:
+            self._run_groups(groups, on_done=lambda _, records: finished(via_json(records)))
+            return
+        step = self.cluster.process_count * len(self.devices)  # a round: one group per device of every process
         for start in range(0, len(groups), step):
             for records in self._train_shared(groups[start : start + step]):
-                self._advance(steps.add_students(self.state, records))
-                for r in records:
-                    self.log.student(r, r.id - first_id + 1, count, self.state.best_reward())
+                finished(records)
 
     def _train_shared(self, groups: list[tuple[Candidate, ...]]) -> list[list[StudentRecord]]:
-        """This process's share of `groups` trained, and the records of all of them gathered from every
-        process, in the order of `groups` (each record as JSON and back, also when alone, so that every
-        process holds the same values)."""
+        """This process's share of `groups` trained on its devices, and the records of all of them gathered
+        from every process, in the order of `groups` (as JSON, so that every process holds the same values)."""
         mine = self.cluster.share(len(groups))
-        local = {i: json.dumps([r.to_json() for r in self._train_group(groups[i])]) for i in mine}
+        trained = self._run_groups([groups[i] for i in mine]) if mine else []
+        local = {i: json.dumps([r.to_json() for r in records]) for i, records in zip(mine, trained, strict=True)}
         gathered = self.cluster.gather(local)
         return [[StudentRecord.from_json(r) for r in json.loads(gathered[i])] for i in range(len(groups))]
 
-    def _train_group(self, group: tuple[Candidate, ...]) -> list[StudentRecord]:
-        """Train the candidates of one architecture together, `student.seeds` seeds each."""
-        n, arch = self.config.student.seeds, group[0].arch
-        hparams = [c.hparams for c in group for _ in range(n)]
-        seeds = [student_seed(self.config.seed, c.id, r) for c in group for r in range(n)]
-        results = self.exp.train(arch, hparams, seeds, long=False)
-        counts = self._complexity(arch)
-        iteration = self.state.iteration
-        return [student_record(c, iteration, results[k * n : (k + 1) * n], counts) for k, c in enumerate(group)]
+    def _run_groups(self, groups: Sequence[tuple[Candidate, ...]],
+                    on_done: Callable[[int, list[StudentRecord]], None] | None = None) -> list[list[StudentRecord]]:
+        """Train groups of the current iteration's candidates at once over the local devices, `student.seeds`
+        seeds per candidate, each group padded to its compiled size (`steps.padded_size`; the padding's
+        results dropped); records per group, in the order of `groups`. `on_done(index, records)` is called in
+        this thread as each group finishes (in any order)."""
+        n, iteration = self.config.student.seeds, self.state.iteration
+        jobs = []
+        for group in groups:
+            padded = group + (group[-1],) * (steps.padded_size(self.state, group) - len(group))
+            seeds = tuple(student_seed(self.config.seed, c.id, r) for c in padded for r in range(n))
+            jobs.append(parallel.Group(group[0].arch, tuple(c.hparams for c in padded for _ in range(n)), seeds))
+        records: list = [None] * len(groups)
+
+        def finished(index: int, results: list[StudentResult]) -> None:
+            group, counts = groups[index], self._complexity(groups[index][0].arch)
+            records[index] = [student_record(c, iteration, results[k * n : (k + 1) * n], counts, group[0].id)
+                              for k, c in enumerate(group)]  # fmt: skip
+            if on_done is not None:
+                on_done(index, records[index])
+
+        self.exp.train_groups(jobs, self.devices, on_done=finished)
+        return records
 
     def _complexity(self, arch: Arch) -> dict:
         """Trainable parameters and thop MACs at the paper's window (traced, no compilation)."""
@@ -258,7 +302,8 @@ class Search:
             summary_best = {**best.to_json(), "ties": ties, "candidates": count}
         summary = {"students": len(self.state.students), "iterations": self.state.iteration,
                    "best": summary_best, "held_out": self.state.held_out,
-                   "argmax": [a.to_json() for a in self.state.argmax]}  # fmt: skip
+                   "argmax": [a.to_json() for a in self.state.argmax], "compile": compile_totals(self.state),
+                   "devices": len(self.devices), "processes": self.cluster.process_count}  # fmt: skip
         if self.cluster.is_writer:
             self._write_results(best, summary)
         return summary

@@ -3,7 +3,7 @@
     state = init_state(space, config)
     state = start_iteration(state, space, config)        # sample the iteration's candidates, decoded once
     for group in candidate_groups(state):                 # unfinished candidates of one (arch, batch size)
-        state = add_students(state, train(group))         # the loop trains; the state only records
+        state = add_students(state, train(group))         # the loop trains (groups at once, over devices)
     state, info = update_controller(state, config)        # REINFORCE + replay, phase -> "argmax" or "done"
     state = add_argmax(state, record)                      # the long candidate, phase -> "done"
     state = next_iteration(state)
@@ -63,9 +63,12 @@ class StudentRecord:
     metrics: dict
     params: int | None = None
     macs: int | None = None
-    seconds_compile: float = 0.0
+    seconds_compile: float = 0.0  # of its group (students trained together), as seconds_train and _eval
     seconds_train: float = 0.0
     seconds_eval: float = 0.0
+    seconds_compile_hidden: float = 0.0  # compiled in the background while devices trained other groups
+    seconds_compile_waited: float = 0.0  # its device waited for the compiler
+    group: int = -1  # the first candidate id of its group (-1: not recorded)
 
     def to_json(self) -> dict:
         return jsonable(to_dict(self))
@@ -185,29 +188,42 @@ def unfinished(state: SearchState) -> tuple[Candidate, ...]:
     return tuple(c for c in state.pending or () if c.id not in done)
 
 
+def group_size(count: int, max_group: int = MAX_GROUP) -> int:
+    """The compiled student count of an architecture with `count` candidates in an iteration: the next power
+    of two, at most `max_group`; its groups are padded to this size (one compile per iteration)."""
+    return min(max_group, 1 << max(count - 1, 0).bit_length())
+
+
 def group_candidates(candidates: tuple[Candidate, ...], max_group: int = MAX_GROUP) -> list[tuple[Candidate, ...]]:
     """Candidates grouped by (architecture, batch size) in order of first appearance (one compiled program
-    each), every group cut into chunks of 8, 4, 2 and 1 (its binary decomposition), so that the vmapped
-    programs of an architecture are compiled for at most four student counts."""
+    each), every group cut into chunks of `group_size` of its count (the last chunk may be shorter)."""
     groups: dict = defaultdict(list)
     for c in candidates:
         groups[(c.arch, c.hparams.batch_size)].append(c)
     chunks = []
     for members in groups.values():
-        while members:
-            size = min(max_group, 1 << (len(members).bit_length() - 1))
-            chunks.append(tuple(members[:size]))
-            members = members[size:]
+        size = group_size(len(members), max_group)
+        chunks.extend(tuple(members[i : i + size]) for i in range(0, len(members), size))
     return chunks
 
 
 def candidate_groups(state: SearchState) -> list[tuple[Candidate, ...]]:
-    """The groups of this iteration's candidates still to train."""
-    return group_candidates(unfinished(state))
+    """The groups of this iteration's candidates still to train: `group_candidates` of all of them (so that a
+    resumed iteration groups as the uninterrupted one did), less the students already trained."""
+    done = {s.id for s in state.students}
+    groups = [tuple(c for c in g if c.id not in done) for g in group_candidates(state.pending or ())]
+    return [g for g in groups if g]
+
+
+def padded_size(state: SearchState, group: tuple[Candidate, ...]) -> int:
+    """The student count `group` is compiled and trained for (padding dropped from the results)."""
+    key = (group[0].arch, group[0].hparams.batch_size)
+    return group_size(sum((c.arch, c.hparams.batch_size) == key for c in state.pending or group))
 
 
 def add_students(state: SearchState, records: list[StudentRecord]) -> SearchState:
-    return dataclasses.replace(state, students=state.students + tuple(records))
+    """Record trained students, kept in id order whatever order their groups finished in."""
+    return dataclasses.replace(state, students=tuple(sorted(state.students + tuple(records), key=lambda s: s.id)))
 
 
 def update_controller(state: SearchState, config: SearchConfig) -> tuple[SearchState, dict]:

@@ -7,6 +7,8 @@
   students    `TrainConfig`, the host loop over epochs: validation, model selection, calibration, flags,
               early stop, reward (`StudentRun`)
   experiment  one dataset's splits on device, and students trained on them (what the search uses)
+  placement   where a run's arrays live: one device, or the student axis sharded over several
+  parallel    many groups of students at once, one per local device, compiled ahead in background threads
   run         the long, resumable training of one architecture in a run folder (`jaxcp train`)
   crossval    K-fold cross-validation, all folds in one vmapped program (`jaxcp crossval`, `student.folds`)
   checkpoint  the state of a long run on disk

@@ -30,8 +30,8 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -57,6 +57,7 @@ from jaxcp.model.checkpoint import save_model
 from jaxcp.training import engine
 from jaxcp.training.checkpoint import restore_run_state, save_run_state
 from jaxcp.training.hparams import HParams
+from jaxcp.training.placement import Placement, shard_students
 from jaxcp.training.run import PROGRESS_DIR, check_out_dir, write_run_files
 from jaxcp.training.students import (
     EpochReport,
@@ -220,15 +221,16 @@ class FoldRun(StudentRun):
     """
 
     def __init__(self, arch: Arch, hparams: Sequence[HParams], seeds: Sequence[int], cohort: engine.TrainData,
-                 windows: EvalData, layout: Layout, config: TrainConfig, assignment: FoldAssignment):
+                 windows: EvalData, layout: Layout, config: TrainConfig, assignment: FoldAssignment, *,
+                 placement: Placement | None = None):
         if len(hparams) != len(seeds):
             raise ValueError("one seed per model")
         self.assignment, self.seeds_per_fold = assignment, len(seeds)
         students = assignment.num_folds * len(seeds)
         super().__init__(arch, [hparams[j % len(seeds)] for j in range(students)],
                          [seeds[j % len(seeds)] for j in range(students)], cohort, windows, layout, config,
-                         keep_state=True)  # fmt: skip
-        self.plans = fold_plans(assignment, config, len(seeds))
+                         keep_state=True, placement=placement)  # fmt: skip
+        self.plans = self._per_student(fold_plans(assignment, config, len(seeds)))
         smallest, batch = int(np.min(np.asarray(self.plans.num_valid))), hparams[0].batch_size
         if smallest < batch:
             raise InputError(f"a fold's epoch has {smallest} training windows, fewer than a batch of "
@@ -239,9 +241,9 @@ class FoldRun(StudentRun):
     def fold_of(self, student: int) -> int:
         return student // self.seeds_per_fold
 
-    def train_epoch(self, step_keys: jax.Array, lr: jax.Array) -> tuple[engine.TrainState, dict]:
+    def epoch_program(self) -> tuple[Any, tuple]:
         """One compiled epoch of every fold's students, each on its own training plan."""
-        return self.compiled(self.programs.fold_epoch, self.state, step_keys, lr, self.train, self.plans)
+        return self.programs.fold_epoch, (self.train, self.plans)
 
     def validation_results(self, probs: np.ndarray) -> list[dict]:
         """(S_total, M_all) window probabilities -> each student's metrics on its fold's inner validation."""
@@ -353,8 +355,9 @@ def prepare_crossval(request: CrossvalRequest) -> tuple[FoldRun, dict]:
         train, windows = make_train_data(cohort, request.config), make_eval_data(cohort, layout, request.config)
     except InputError as error:
         raise InputError(f"{data_dir}: {error}") from None
+    students = assignment.num_folds * len(request.seeds)  # over the local devices when they divide
     run = FoldRun(request.arch, [request.hparams] * len(request.seeds), request.seeds, train, windows, layout,
-                  request.config, assignment)  # fmt: skip
+                  request.config, assignment, placement=shard_students(students))  # fmt: skip
     facts = {"layout": layout, "cohort": cohort, "spec": request.config.model_spec(request.arch, layout,
                                                                                    data_settings(data_dir))}
     return run, facts
@@ -494,5 +497,6 @@ def inner_cv_results(run: FoldRun) -> list[StudentResult]:
             metrics={"auc": float(np.mean(rewards)), "fold_val_auc": rewards,
                      "best_epochs": [r.best_epoch for r in folds], "num_folds": run.assignment.num_folds},
             history=folds[0].history, seconds_compile=folds[0].seconds_compile,
-            seconds_train=folds[0].seconds_train, seconds_eval=folds[0].seconds_eval))  # fmt: skip
+            seconds_train=folds[0].seconds_train, seconds_eval=folds[0].seconds_eval,
+            seconds_compile_waited=folds[0].seconds_compile_waited))  # fmt: skip
     return out

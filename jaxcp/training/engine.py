@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from typing import Any
 
 import flax
@@ -79,8 +80,8 @@ class TrainData:
 
 @dataclasses.dataclass(frozen=True)
 class Programs:
-    """The jitted programs of one spec, and their ahead-of-time compiled executables by argument shapes
-    (filled by the training loop; evicted with the programs)."""
+    """The jitted programs of one spec, and their ahead-of-time compiled executables by device and argument
+    shapes (filled by the training loop, from any thread under `lock`; evicted with the programs)."""
 
     init: Any
     epoch: Any
@@ -88,6 +89,7 @@ class Programs:
     model: nn.Module
     fold_epoch: Any = None
     compiled: dict = dataclasses.field(default_factory=dict, compare=False)
+    lock: Any = dataclasses.field(default_factory=threading.Lock, compare=False)
 
 
 def _init_one(spec: ProgramSpec, model: nn.Module, key, hparams: optim.StudentHParams) -> TrainState:
@@ -226,7 +228,17 @@ def make_programs(spec: ProgramSpec) -> Programs:
 
 
 # one trace per spec and data shape; a spec dropped from the cache takes its compiled executables with it
-get_programs = functools.lru_cache(maxsize=PROGRAM_CACHE_SIZE)(make_programs)
+_cached_programs = functools.lru_cache(maxsize=PROGRAM_CACHE_SIZE)(make_programs)
+_programs_lock = threading.Lock()
+
+
+def get_programs(spec: ProgramSpec) -> Programs:
+    """The programs of `spec`, made once and shared by every thread (an LRU cache of `PROGRAM_CACHE_SIZE`)."""
+    with _programs_lock:
+        return _cached_programs(spec)
+
+
+get_programs.cache_info, get_programs.cache_clear = _cached_programs.cache_info, _cached_programs.cache_clear
 
 
 @functools.partial(jax.jit, static_argnames=("layout", "config", "chunk"))

@@ -12,8 +12,11 @@ its best inner-validation AUC. The long schedule (argmax candidates) still train
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import jax
 
 from jaxcp.core.errors import InputError
 from jaxcp.core.runtime import DEFAULT_SEED
@@ -21,9 +24,18 @@ from jaxcp.data.dataset import Dataset, DataSettings, data_settings, load_datase
 from jaxcp.data.skeleton import Layout
 from jaxcp.model.arch import Arch
 from jaxcp.model.checkpoint import save_model
-from jaxcp.training import crossval
+from jaxcp.training import crossval, engine, parallel
 from jaxcp.training.hparams import HParams
-from jaxcp.training.students import StudentResult, TrainConfig, make_eval_data, make_train_data, train_students
+from jaxcp.training.placement import Placement
+from jaxcp.training.students import (
+    EvalData,
+    StudentResult,
+    StudentRun,
+    TrainConfig,
+    make_eval_data,
+    make_train_data,
+    train_students,
+)
 
 
 @dataclasses.dataclass
@@ -38,6 +50,8 @@ class Experiment:
     fold_seed: int = DEFAULT_SEED
 
     def __post_init__(self):
+        self._replicas: dict = {}  # the students' data per placement
+        self._lock = threading.Lock()
         self.train_data = make_train_data(self.train_set, self.student)
         self.val_data = make_eval_data(self.val_set, self.layout, self.student)
         self.fold_data = None
@@ -73,6 +87,38 @@ class Experiment:
             save_model(checkpoint_dir, best.state.variables, spec, hparams=hparams[0], metrics=best.metrics,
                        extra=extra)
         return results
+
+    def student_run(self, arch: Arch, hparams: Sequence[HParams], seeds: Sequence[int], *,
+                    placement: Placement | None = None) -> StudentRun:
+        """A run of students on the students' schedule (fold mode: every fold of them, `FoldRun`), its
+        arrays on `placement` (the data copied there once per placement and kept)."""
+        train, val = self._data_on(placement)
+        if self.fold_data is not None:
+            return crossval.FoldRun(arch, hparams, seeds, train, val, self.layout, self.student, self.fold_data[0],
+                                    placement=placement)  # fmt: skip
+        return StudentRun(arch, hparams, seeds, train, val, self.layout, self.student, placement=placement)
+
+    def train_groups(self, groups: Sequence[parallel.Group], devices: Sequence[jax.Device] | None = None, *,
+                     on_done: Callable[[int, list[StudentResult]], None] | None = None) -> list[list[StudentResult]]:
+        """Train groups of students (each: one architecture and batch size) over `devices` at once, their
+        programs compiled ahead (`jaxcp.training.parallel.run_groups`); results per group, in order."""
+        return parallel.run_groups(self, groups, devices, on_done=on_done)
+
+    def run_results(self, run: StudentRun) -> list[StudentResult]:
+        """A finished `student_run`'s results: one per student (fold mode: per model, `inner_cv_results`)."""
+        return crossval.inner_cv_results(run) if isinstance(run, crossval.FoldRun) else run.results()
+
+    def _data_on(self, placement: Placement | None) -> tuple[engine.TrainData, EvalData]:
+        """The students' training and validation data (fold mode: the cohort's), copied to `placement` once."""
+        data = (self.train_data, self.val_data) if self.fold_data is None else self.fold_data[1:]
+        if placement is None:
+            return data
+        with self._lock:
+            if placement not in self._replicas:
+                train, val = data
+                self._replicas[placement] = (placement.put_replicated(train), dataclasses.replace(
+                    val, features=placement.put_replicated(val.features)))  # fmt: skip
+            return self._replicas[placement]
 
 
     def train_folds(self, arch: Arch, hparams: Sequence[HParams], seeds: Sequence[int], *,

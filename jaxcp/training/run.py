@@ -38,6 +38,7 @@ from jaxcp.model.checkpoint import ModelSpec, save_model
 from jaxcp.training.archfile import arch_file_text
 from jaxcp.training.checkpoint import restore_run_state, save_run_state
 from jaxcp.training.hparams import HParams
+from jaxcp.training.placement import shard_students
 from jaxcp.training.students import (
     LONG_SCHEDULE,
     EpochReport,
@@ -203,7 +204,8 @@ def train_run(
     except InputError as error:
         raise InputError(f"{data_dir}: {error}") from None
     seeds = request.seeds
-    run = StudentRun(request.arch, [request.hparams] * len(seeds), seeds, train_data, val_data, layout, config)
+    run = StudentRun(request.arch, [request.hparams] * len(seeds), seeds, train_data, val_data, layout, config,
+                     placement=shard_students(len(seeds)))  # the seeds over the local devices when they divide
     if mode in ("new", "restart"):
         start_run_folder(out_dir, request, run_json)
     if mode == "resume" and (out_dir / PROGRESS_DIR).is_dir():

@@ -22,6 +22,7 @@ at other class rates than the infants' prevalence, so `prior_logit_shift` is add
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import time
@@ -44,6 +45,7 @@ from jaxcp.model.checkpoint import ModelSpec
 from jaxcp.model.options import FORMULATIONS, PRECISIONS, REMATS, ModelOptions
 from jaxcp.training import engine, optim
 from jaxcp.training.hparams import HParams
+from jaxcp.training.placement import Placement
 
 SELECTIONS = ("last", "auc", "loss")
 CALIBRATIONS = ("prior", "none")
@@ -136,6 +138,7 @@ class StudentResult:
     state: Any = None  # the kept TrainState of this student (unstacked), when kept
     flags: list[dict] = dataclasses.field(default_factory=list)  # `metrics.model_flags` of the kept model
     calibration: dict = dataclasses.field(default_factory=dict)  # `calibration_of` the training data
+    seconds_compile_waited: float = 0.0  # of seconds_compile, how long training was blocked on it
 
 
 @dataclasses.dataclass
@@ -205,24 +208,57 @@ def evaluate_probs(probs: np.ndarray, data: EvalData, threshold: float = 0.5) ->
     return metrics.evaluate_windows(np.asarray(probs), data.owner, data.labels, threshold)
 
 
-class _Compiled:
-    """Calls a program of `programs` through its ahead-of-time compiled executable for the arguments'
-    shapes. The executables live in `programs.compiled`, so a second student of the same architecture and
-    batch size compiles nothing, and they are dropped with the programs when `engine.get_programs` evicts
-    them. `seconds` is the compile time spent through this handle (0 when everything was cached)."""
+def _aval(x) -> tuple:
+    """(shape, dtype) of an array, a Python scalar or a `jax.ShapeDtypeStruct`."""
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return tuple(x.shape), jnp.dtype(x.dtype)
+    return jnp.shape(x), jnp.result_type(x)
 
-    def __init__(self, programs: engine.Programs):
-        self.cache = programs.compiled
+
+class _Compiled:
+    """Calls a program of `programs` through its ahead-of-time compiled executable for `placement` (None:
+    JAX's default device) and the arguments' shapes. The executables live in `programs.compiled`, so a
+    second student of the same architecture and batch size on the same placement compiles nothing, and they
+    are dropped with the programs when `engine.get_programs` evicts them. Threads share them: a program is
+    compiled once, and a thread that needs it while another compiles it waits. `seconds` is the compile time
+    spent through this handle (0 when everything was cached), `waited` the time it was blocked on
+    compilation (its own or another thread's)."""
+
+    def __init__(self, programs: engine.Programs, placement: Placement | None = None):
+        self.cache, self.lock, self.placement = programs.compiled, programs.lock, placement
         self.seconds = 0.0
+        self.waited = 0.0
+
+    def executable(self, fn, *args):
+        """The compiled `fn` for these arguments (arrays or `jax.ShapeDtypeStruct`s on the placement)."""
+        key = (fn, self.placement, jax.tree.structure(args), tuple(_aval(x) for x in jax.tree.leaves(args)))
+        with self.lock:
+            entry, owner = self.cache.get(key), False
+            if entry is None:
+                entry, owner = self.cache.setdefault(key, concurrent.futures.Future()), True
+        start = time.perf_counter()
+        if owner:
+            try:
+                entry.set_result(fn.lower(*args).compile())
+            except BaseException as error:
+                with self.lock:
+                    self.cache.pop(key, None)
+                entry.set_exception(error)
+                raise
+            self.seconds += time.perf_counter() - start
+            self.waited += time.perf_counter() - start
+        elif not entry.done():
+            concurrent.futures.wait([entry])
+            self.waited += time.perf_counter() - start
+        return entry.result()
 
     def __call__(self, fn, *args):
-        shapes = jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), args)
-        key = (fn, jax.tree.structure(args), tuple(jax.tree.leaves(shapes)))
-        if key not in self.cache:
-            start = time.perf_counter()
-            self.cache[key] = fn.lower(*args).compile()
-            self.seconds += time.perf_counter() - start
-        return self.cache[key](*args)
+        return self.executable(fn, *args)(*args)
+
+
+def _abstract(tree):
+    """The shapes, dtypes and placement of a pytree of arrays, for compiling ahead of time."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
 class StudentRun:
@@ -244,6 +280,7 @@ class StudentRun:
         config: TrainConfig = TrainConfig(),
         *,
         keep_state: bool = False,
+        placement: Placement | None = None,
     ):
         sizes = {hp.batch_size for hp in hparams}
         if len(sizes) != 1 or len(seeds) != len(hparams):
@@ -254,21 +291,34 @@ class StudentRun:
                 f"an epoch has {len(train.plan.infant)} training windows, fewer than a batch of "
                 f"{batch_size}; raise parts_positive / parts_negative or use more infants"
             )
-        self.config, self.train, self.val = config, train, val
+        self.placement = placement
+        self.config, self.train, self.val = config, self._replicated(train), val
+        if placement is not None:
+            self.val = dataclasses.replace(val, features=placement.put_replicated(val.features))
         self.seeds = tuple(int(s) for s in seeds)
         self.programs = engine.get_programs(program_spec(arch, layout, batch_size, config))
-        self.compiled = _Compiled(self.programs)
+        self.compiled = _Compiled(self.programs, placement)
         opt_hps = engine.stack_students(
             [optim.make_hparams(h.optimizer, h.lr, h.weight_decay, h.momentum) for h in hparams]
         )
         keys = jax.vmap(jax.random.split)(jnp.stack([jax.random.PRNGKey(s) for s in self.seeds]))
-        self.epoch_keys = keys[:, 1]
-        self.state = self.compiled(self.programs.init, keys[:, 0], opt_hps)
+        self.epoch_keys = self._per_student(keys[:, 1])
+        # the state is put back on the student layout after every program, so that every call of a program
+        # sees the same input shardings (XLA may choose other output shardings on a mesh)
+        self.state = self._per_student(self.compiled(self.programs.init, *self._per_student((keys[:, 0], opt_hps))))
         self.best_state = jax.tree.map(jnp.copy, self.state) if keep_state else None
         self.tracker = _Tracker(len(self.seeds), config)
         self.calibration = calibration_of(np.asarray(train.labels), train.plan, config.calibration)
         self.epoch = 0  # epochs done
         self.seconds = {"compile": 0.0, "train": 0.0, "eval": 0.0}
+
+    def _per_student(self, tree):
+        """`tree` (leading axis: students) on the run's placement (unchanged without one)."""
+        return tree if self.placement is None else self.placement.put_students(tree)
+
+    def _replicated(self, tree):
+        """`tree` (shared by the students) on the run's placement (unchanged without one)."""
+        return tree if self.placement is None else self.placement.put_replicated(tree)
 
     @property
     def num_students(self) -> int:
@@ -281,33 +331,49 @@ class StudentRun:
     def run_epoch(self) -> EpochReport:
         """Train one epoch (one compiled call), validate when the schedule says so, update the tracker."""
         epoch = self.epoch
-        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(self.epoch_keys)
-        start, compiling = time.perf_counter(), self.compiled.seconds
-        lr = jnp.float32(optim.lr_factor(epoch))
+        step_keys = self._per_student(jax.vmap(lambda k: jax.random.fold_in(k, epoch))(self.epoch_keys))
+        start, compiling = time.perf_counter(), self.compiled.waited
+        lr = self._replicated(jnp.float32(optim.lr_factor(epoch)))
         self.state, epoch_metrics = self.train_epoch(step_keys, lr)
+        self.state = self._per_student(self.state)
         losses = np.asarray(epoch_metrics["loss"])
-        # compile time is reported on its own (self.compiled.seconds), not as training or validation
-        self.seconds["train"] += time.perf_counter() - start - (self.compiled.seconds - compiling)
+        # time blocked on compilation is reported on its own (self.compiled), not as training or validation
+        self.seconds["train"] += time.perf_counter() - start - (self.compiled.waited - compiling)
         self.tracker.record_loss(epoch, losses)
         val_auc = np.full(self.num_students, np.nan)
         improved = np.zeros(self.num_students, bool)
         evaluated = self.config.evaluates_at(epoch)
         if evaluated:
-            start, compiling = time.perf_counter(), self.compiled.seconds
+            start, compiling = time.perf_counter(), self.compiled.waited
             probs = np.asarray(self.compiled(self.programs.predict, self.state, self.val.features))
             results = self.validation_results(probs)
             val_auc = np.array([r["auc"] for r in results])
             improved = self.tracker.record_eval(epoch, results)
             if self.best_state is not None and improved.any():
-                self.best_state = engine.where_students(jnp.asarray(improved), self.state, self.best_state)
-            self.seconds["eval"] += time.perf_counter() - start - (self.compiled.seconds - compiling)
+                self.best_state = self._per_student(
+                    engine.where_students(jnp.asarray(improved), self.state, self.best_state))
+            self.seconds["eval"] += time.perf_counter() - start - (self.compiled.waited - compiling)
         self.tracker.check_early_stop(epoch)
         self.epoch += 1
         return EpochReport(epoch + 1, losses, evaluated, val_auc, improved, self.tracker.summaries())
 
     def train_epoch(self, step_keys: jax.Array, lr: jax.Array) -> tuple[engine.TrainState, dict]:
         """One compiled epoch of every student: (new stacked state, per-student metrics)."""
-        return self.compiled(self.programs.epoch, self.state, step_keys, lr, self.train)
+        fn, data = self.epoch_program()
+        return self.compiled(fn, self.state, step_keys, lr, *data)
+
+    def epoch_program(self) -> tuple[Any, tuple]:
+        """The epoch program and the data arguments it takes after (state, step keys, lr factor)."""
+        return self.programs.epoch, (self.train,)
+
+    def compile_ahead(self) -> None:
+        """Compile the epoch and prediction programs now (e.g. in a background thread), so that the first
+        epoch and validation find them compiled."""
+        state = _abstract(self.state)
+        fn, data = self.epoch_program()
+        lr = self._replicated(jnp.float32(optim.lr_factor(0)))
+        self.compiled.executable(fn, state, _abstract(self.epoch_keys), lr, *data)
+        self.compiled.executable(self.programs.predict, state, self.val.features)
 
     def validation_results(self, probs: np.ndarray) -> list[dict]:
         """(S, M) raw window P(CP) of the validation windows -> one metrics dict per student (`evaluate_probs`
@@ -340,6 +406,7 @@ class StudentRun:
         )
         for i, result in enumerate(results):
             result.flags, result.calibration = self.flags(i), dict(self.calibration)
+            result.seconds_compile_waited = self.compiled.waited
         return results
 
     def snapshot(self) -> tuple[dict, dict]:
@@ -358,14 +425,14 @@ class StudentRun:
             self.best_state is not None
         ):
             raise ValueError("snapshot of a different run (seeds or kept states differ)")
-        self.state = jax.tree.map(jnp.asarray, arrays["state"])
-        self.epoch_keys = jnp.asarray(arrays["epoch_keys"])
+        self.state = self._per_student(jax.tree.map(jnp.asarray, arrays["state"]))
+        self.epoch_keys = self._per_student(jnp.asarray(arrays["epoch_keys"]))
         if self.best_state is not None:
-            self.best_state = jax.tree.map(jnp.asarray, arrays["best_state"])
+            self.best_state = self._per_student(jax.tree.map(jnp.asarray, arrays["best_state"]))
         self.epoch = int(info["epoch"])
         self.tracker = _Tracker.from_dict(info["tracker"], self.config)
         self.seconds = {k: float(v) for k, v in info["seconds"].items()}
-        self.compiled.seconds = 0.0
+        self.compiled.seconds = self.compiled.waited = 0.0
 
 
 def train_students(
