@@ -56,12 +56,12 @@ def resolve(data, path: str):
 
 
 def lookup(data, key: str) -> float:
-    """A path, optionally followed by `/ X`, `* X` or `- X` (left to right), X a number or another path."""
-    path, *rest = re.split(r" ([/*-]) ", key)
+    """A path, optionally followed by `/ X`, `* X`, `+ X` or `- X` (left to right), X a number or another path."""
+    path, *rest = re.split(r" ([/*+-]) (?![^\[]*\])", key)  # not inside ["..."]
     value = float(resolve(data, path))
     for op, operand in zip(rest[::2], rest[1::2], strict=True):
         other = float(operand) if re.fullmatch(r"[\d.e+-]+", operand) else float(resolve(data, operand))
-        value = {"/": value / other, "*": value * other, "-": value - other}[op]
+        value = {"/": value / other, "*": value * other, "+": value + other, "-": value - other}[op]
     return value
 
 
@@ -142,5 +142,6 @@ def test_the_lookup_and_the_coverage_check_can_fail():
     data = {"rows": [{"s": 12.74}, {"s": 6.37}], "seconds": {"a b": 90.0}}
     assert lookup(data, "rows[0].s") == 12.74 and lookup(data, 'seconds["a b"] / 60') == 1.5
     assert lookup(data, "rows[0].s / rows[1].s") == 2.0 and lookup(data, "rows[0].s / rows[1].s * 3") == 6.0
+    assert lookup(data, "rows[1].s + rows[1].s / 2") == 6.37 and lookup({"a + b": {"c": 1}}, '["a + b"].c + 1') == 2
     assert MEASURE.search("took 6.5 min") and MEASURE.search("AUC 0.867") and MEASURE.search("3.35× less")
     assert not MEASURE.search("29 keypoints") and not MEASURE.search("2 seeds")
