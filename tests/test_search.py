@@ -187,7 +187,8 @@ def test_four_devices_give_the_same_search(full_run, workdir):
     assert (summary["devices"], one["devices"]) == (4, 1)
     assert [a["reward"] for a in summary["argmax"]] == [a["reward"] for a in one["argmax"]]
     compiled = summary["compile"]
-    assert compiled["groups"] == len({(s["iteration"], s["group"]) for s in got}) == 2  # one group per iteration
+    iterations = {s["iteration"] for s in got}  # the tiny space has one architecture: one group per iteration
+    assert compiled["groups"] == len({(s["iteration"], s["group"]) for s in got}) == len(iterations) >= 2
     assert compiled["seconds_compile_hidden"] + compiled["seconds_compile_waited"] == pytest.approx(
         compiled["seconds_compile"], abs=0.01)  # fmt: skip
     for s in got:
