@@ -47,7 +47,7 @@ from jaxcp.training.run import build_config
 from jaxcp.training.students import StudentRun, make_eval_data, make_train_data
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = common.RESULTS
 ARCH = ROOT / "configs" / "arch" / "quick_best.yaml"
 SETTINGS = ["eval_every=4", "eval_last=0", "window=90", "hop=45", "parts_positive=8", "parts_negative=3",
             "features.streams=V"]

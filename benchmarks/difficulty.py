@@ -35,7 +35,7 @@ from jaxcp.nas.space import load_arch_file
 from jaxcp.training import engine, students
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 
 
 def run_one(difficulty: float, args, folder: Path) -> dict:

@@ -32,7 +32,7 @@ from jaxcp.data.features import FeatureConfig, compute_features
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.data.windows import TrainPlan, sample_train_windows, train_window_bounds, train_window_plan
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 NUMPY_VARIANTS = {
     "numpy loop, sosfiltfilt per channel and joint (AutoCP)": "joint",
     "numpy loop, sosfiltfilt per channel": "channel",

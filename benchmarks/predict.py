@@ -38,7 +38,7 @@ from jaxcp.data.windows import HOP, WINDOW
 from jaxcp.model import checkpoint
 from jaxcp.nas.space import load_arch_file
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 ROOT = Path(__file__).resolve().parents[1]
 
 

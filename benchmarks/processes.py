@@ -23,11 +23,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import common
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 RECORD = json.dumps({"id": 0, "reward": 0.5, "metrics": {f"m{i}": 0.123456789 for i in range(60)}})
 
 

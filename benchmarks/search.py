@@ -29,7 +29,7 @@ import jax
 
 from jaxcp.nas.heldout import describe_best, describe_held_out
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 RECORD_KEYS = ("id", "iteration", "reward", "status", "seconds_compile", "seconds_train", "seconds_eval")
 
 

@@ -48,7 +48,7 @@ from jaxcp.nas.loop import Search
 from jaxcp.nas.space import load_space
 from jaxcp.training.experiment import Experiment, load_experiment
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 STRATEGIES = ("reinforce", "random")
 SPACE = """\
 # benchmarks/search_vs_random.py: 16 architectures, of which those with joint attention, Multi-GCN or

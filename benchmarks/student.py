@@ -34,7 +34,7 @@ from jaxcp.data.splits import SplitConfig
 from jaxcp.nas.space import load_arch_file
 from jaxcp.training import students
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 ROOT = Path(__file__).resolve().parents[1]
 VAL_FRACTION = 120 / 420
 

@@ -24,7 +24,7 @@ from jaxcp import __version__
 from jaxcp.data import synth
 from jaxcp.data.skeleton import IN_MOTION_29
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 
 
 def stage_times(num_infants: int, minutes: float, fps: float) -> dict[str, float]:

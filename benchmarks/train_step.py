@@ -46,7 +46,7 @@ from jaxcp.model.options import ModelOptions
 from jaxcp.nas.space import load_arch_file
 from jaxcp.training import engine, optim
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = common.RESULTS
 ROOT = Path(__file__).resolve().parents[1]
 GB = 1e9
 
