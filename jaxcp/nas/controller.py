@@ -56,14 +56,15 @@ MASKED_LOGIT = -1e9
 class ControllerConfig:
     """Static controller settings (hashable: part of the jitted update's cache key).
 
-    strategy: "reinforce" (the paper: sample from the policy, one REINFORCE step per iteration) or "random"
-    (uniform samples from the space with the same budget; the policy is never updated).
+    strategy: "random" (the default: uniform samples from the space; the policy is never updated) or
+    "reinforce" (the paper: sample from the policy, one REINFORCE step per iteration). Random is the default
+    because REINFORCE did not beat it in `benchmarks/search_vs_random.py` (README, "Is the search learning?").
     baseline: "none" (the paper), "moving_average" (exponential average of past batch-mean rewards with
     `baseline_decay`, started at the first batch's mean) or "batch_mean" (AutoCP's unused option).
     min_bucket: the smallest padded number of rollouts per update.
     """
 
-    strategy: str = "reinforce"
+    strategy: str = "random"
     lr: float = DEFAULT_LEARNING_RATE
     baseline: str = DEFAULT_BASELINE
     baseline_decay: float = 0.9
@@ -87,8 +88,8 @@ class ControllerConfig:
 
 
 def paper_config() -> ControllerConfig:
-    """AutoCP's settings: Adam lr 0.001, no baseline, no entropy bonus."""
-    return ControllerConfig(lr=PAPER_LEARNING_RATE, baseline="none", entropy_weight=0.0)
+    """AutoCP's settings: REINFORCE with Adam lr 0.001, no baseline, no entropy bonus."""
+    return ControllerConfig(strategy="reinforce", lr=PAPER_LEARNING_RATE, baseline="none", entropy_weight=0.0)
 
 
 @struct.dataclass
