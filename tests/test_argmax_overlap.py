@@ -4,7 +4,6 @@ same end (its checkpoint holds it as owed, not done). Training is a stand-in (te
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
