@@ -86,7 +86,7 @@ def test_overlapped_argmax_gives_the_sequential_results(sequential, tmp_path, mo
     during = [s for s in experiment.spans if s[0] == "students" and a_start < s[1] < a_end]
     assert during, experiment.spans
     first = summary["argmax"][0]["seconds_overlapped"]
-    assert STUDENT_SECONDS <= first <= a_end - a_start + 0.05  # not more than it trained
+    assert STUDENT_SECONDS <= first <= a_end - a_start + 0.5  # at most its training (and writing arch.yaml)
     assert summary["argmax_seconds_overlapped"] == pytest.approx(sum(a["seconds_overlapped"]
                                                                      for a in summary["argmax"]), abs=1e-3)
     assert any("(in the background)" in line for line in log.lines)
