@@ -1,6 +1,7 @@
 """Many processes (`jaxcp.core.distributed`): the share / gather / broadcast contract over a stand-in key-value
-store, the search's bad flags, a two-process search on 127.0.0.1 equal to a one-process one, and a killed
-process that stops the job with one clear line, after which a two-process `--resume` finishes it."""
+store, the search's bad flags and how its cluster flags reach jax.distributed, and one job on 127.0.0.1: two
+processes train iteration 0, one of them is killed and the other stops with one clear line, and a `--resume`
+by one process finishes it, equal to a one-process search."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import threading
 import time
 from pathlib import Path
 
+import jax
 import pytest
 
 from jaxcp import search
+from jaxcp.core import distributed
 from jaxcp.core.distributed import EXIT_PEER_LOST, Cluster, MultiProcessCluster, initialize
 from jaxcp.core.errors import InputError
 from jaxcp.data.skeleton import load_layout
@@ -26,10 +29,10 @@ from jaxcp.nas.config import load_search_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = str(REPO / "configs" / "search" / "test.yaml")
-# one iteration of three students of the tiny space's one architecture: groups of 2 and 1 students, so that
-# each of two processes trains one; no held-out step (its broadcast is exercised all the same)
-SMALL = ["--config", TEST_CONFIG, "--quiet", "--set", "iterations=1", "--set", "first_students=3",
-         "--set", "test_split="]  # fmt: skip
+# the tiny preset (one student per iteration: the programs of tests/test_search.py, from the compilation
+# cache) for two iterations, the second left to the resumed run; no held-out step (its broadcast is
+# exercised all the same)
+SMALL = ["--config", TEST_CONFIG, "--quiet", "--set", "iterations=2", "--set", "test_split="]
 HEARTBEAT = "6"  # seconds: a process silent for 3 s is taken as dead
 
 
@@ -153,42 +156,44 @@ def wait_for(ready, what: str, timeout: float = 240) -> None:
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """A one-process search; the same search as two processes, one of them killed as soon as both are up; and
-    the two-process job resumed to its end. On the tiny preset's synthetic cohort (the programs of
-    tests/test_search.py, so that the compilation cache serves both modules)."""
+    """A one-process search; the same search as two processes, one of them killed once iteration 0's student
+    is recorded; and the job resumed by one process to its end (another process count than it started
+    with). On the tiny preset's synthetic cohort. One job for all the tests below."""
     workdir = tmp_path_factory.mktemp("distributed")
     config = load_search_config(TEST_CONFIG)
     cohort = ensure_synthetic(config.synthetic, config.seed, load_layout(config.layout), workdir / "data", log=print)
     alone = start([*SMALL, "--data", str(cohort), "--out", "alone"], workdir, workdir / "alone.log")
     killed = start_job([*SMALL, "--data", str(cohort), "--out", "pair"], workdir, "killed")
-    log = workdir / "killed-1.log"
-    wait_for(lambda: "process 1 of 2" in log.read_text(), "start of process 1")
-    wait_for((workdir / "pair" / "checkpoints" / "1").is_dir, "first checkpoint")  # the iteration's candidates
+    recorded = workdir / "pair" / "students.jsonl"
+    wait_for(lambda: recorded.is_file() and len(students(workdir / "pair")) == 1, "iteration 0's student")
     killed[1].send_signal(signal.SIGKILL)
     killed_at = time.time()
     stopped = killed[0].wait(120)
     seconds_to_stop = time.time() - killed_at
-    resumed = start_job(["--resume", "pair", "--quiet"], workdir, "resumed")
-    codes = finish([alone, *resumed])
+    resumed = start(["--resume", "pair", "--quiet"], workdir, workdir / "resumed.log")
+    codes = finish([alone, resumed])
     logs = {p.stem: p.read_text() for p in workdir.glob("*.log")}
-    assert codes == [0, 0, 0], logs
+    assert codes == [0, 0], logs
     return workdir, logs, stopped, seconds_to_stop
 
 
-def test_two_processes_find_what_one_finds(job):
+def test_two_processes_and_a_resume_by_one_find_what_one_finds(job):
     workdir, logs, _, _ = job
     alone, pair = workdir / "alone", workdir / "pair"
-    assert len(students(pair)) == 3 and students(pair) == students(alone)
+    assert len(students(pair)) == 2 and students(pair) == students(alone)
     for name in ("controller_probabilities.json", "best.yaml"):
         assert (pair / name).read_text() == (alone / name).read_text(), name
     summary, reference = (json.loads((d / "summary.json").read_text()) for d in (pair, alone))
     assert summary["best"]["reward"] == reference["best"]["reward"] and summary["held_out"] == reference["held_out"]
     assert [a["reward"] for a in summary["argmax"]] == [a["reward"] for a in reference["argmax"]]
-    # each process trained one of the two groups, and both logged all three students; process 0 reports
-    for i in range(2):
-        assert f"process {i} of 2" in logs[f"resumed-{i}"]
-        assert len(re.findall(r"^iteration 0 student \d/3", logs[f"resumed-{i}"], flags=re.M)) == 3
-    assert "search finished" in logs["resumed-0"] and "search finished" not in logs["resumed-1"]
+    assert [a["iteration"] for a in summary["argmax"]] == [0, 1] and summary["processes"] == 1
+    # iteration 0's student by the two processes (process 0 reports it, as gathered), then killed; the
+    # resumed process (alone) did not train it again, only what was left: iteration 1 and owed argmax work
+    assert "process 0 of 2" in logs["killed-0"]
+    assert re.search(r"^iteration 0 student 1/1", logs["killed-0"], flags=re.M)
+    assert not re.search(r"^iteration 0 student", logs["resumed"], flags=re.M)
+    assert re.search(r"^iteration 1 student 1/1", logs["resumed"], flags=re.M)
+    assert "search finished" in logs["resumed"]
 
 
 def test_a_killed_process_stops_the_job_and_it_resumes(job):
@@ -198,5 +203,24 @@ def test_a_killed_process_stops_the_job_and_it_resumes(job):
     assert re.search(r"^error: process 0 of 2: process 1 stopped answering \(no sign of life for \d+ s\); the job "
                      r"stops; fix the cause and start the whole job again with --resume pair$", logs["killed-0"],
                      flags=re.M)  # fmt: skip
-    assert "resuming from checkpoint step" in logs["resumed-0"]
-    assert (workdir / "pair" / "config.yaml").read_text().count("first_students: 3") == 1
+    assert "resuming from checkpoint step" in logs["resumed"]
+    assert (workdir / "pair" / "config.yaml").read_text().count("iterations: 2") == 1
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--distributed"], (None, None, None)),  # jax.distributed detects SLURM / Open MPI
+    (["--coordinator", "10.0.0.1:1234", "--num-processes", "3", "--process-id", "2"], ("10.0.0.1:1234", 3, 2)),
+])  # fmt: skip
+def test_cluster_flags_reach_jax_distributed(argv, expected, monkeypatch):
+    """No subprocess: jax.distributed.initialize and the cluster are stand-ins that record their arguments."""
+    calls = []
+    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(distributed, "MultiProcessCluster", lambda *args, **kwargs: ("cluster", args, kwargs))
+    collectives = jax.config.jax_cpu_collectives_implementation
+    try:
+        cluster = search.connect(search.parse_args([*argv, "--out", "r", "--heartbeat-timeout", "9"]))
+    finally:
+        jax.config.update("jax_cpu_collectives_implementation", collectives)
+    assert calls == [expected]
+    name, (_, index, count, heartbeat, _), _ = cluster
+    assert (name, index, count, heartbeat) == ("cluster", jax.process_index(), jax.process_count(), 9)

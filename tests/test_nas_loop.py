@@ -104,7 +104,7 @@ def straight_run(tmp_path_factory):
     def run(strategy: str):
         if strategy not in runs:
             experiment, run_dir = RecordingExperiment(), tmp_path_factory.mktemp(f"straight_{strategy}")
-            Search(config(strategy), run_dir, experiment, SPACE, Log()).run()
+            Search(config(strategy), run_dir, experiment, SPACE, Log(), overlap_argmax=False).run()
             runs[strategy] = run_dir, experiment
         return runs[strategy]
 
@@ -117,9 +117,9 @@ def test_both_strategies_resume_to_the_uninterrupted_result(strategy, tmp_path, 
     straight_dir, straight = straight_run(strategy)
     killed = FakeExperiment(fail_after=5)
     with pytest.raises(Killed):
-        Search(cfg, tmp_path / "killed", killed, SPACE, Log()).run()
-    resumed, log = FakeExperiment(), Log()
-    Search(cfg, tmp_path / "killed", resumed, SPACE, log).run()
+        Search(cfg, tmp_path / "killed", killed, SPACE, Log(), overlap_argmax=False).run()
+    resumed, log = FakeExperiment(), Log()  # in order (the overlapped order: tests/test_argmax_overlap.py)
+    Search(cfg, tmp_path / "killed", resumed, SPACE, log, overlap_argmax=False).run()
     assert outputs(tmp_path / "killed") == outputs(straight_dir)
     assert killed.calls + resumed.calls == straight.calls  # nothing trained twice, nothing skipped
     assert any("resuming from checkpoint" in line for line in log.lines)
@@ -284,7 +284,7 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path
     (training again what came after it) and ends as the uninterrupted search does."""
     cfg = config("reinforce")
     with pytest.raises(Killed):
-        Search(cfg, tmp_path / "killed", FakeExperiment(fail_after=5), SPACE, Log()).run()
+        Search(cfg, tmp_path / "killed", FakeExperiment(fail_after=5), SPACE, Log(), overlap_argmax=False).run()
     steps = sorted((p for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit()),
                    key=lambda p: int(p.name))  # fmt: skip
     assert len(steps) >= 2
@@ -292,7 +292,7 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path
         if f.is_file():
             f.write_bytes(b"damaged")
     resumed, log = FakeExperiment(), Log()
-    Search(cfg, tmp_path / "killed", resumed, SPACE, log).run()
+    Search(cfg, tmp_path / "killed", resumed, SPACE, log, overlap_argmax=False).run()
     assert any(f"checkpoint step {steps[-1].name} " in line and "falling back to an older one" in line
                for line in log.lines)  # fmt: skip
     assert any(f"resuming from checkpoint step {steps[-2].name} " in line for line in log.lines)

@@ -4,9 +4,11 @@ Iteration 0 trains `first_students` students sampled from the controller's polic
 `students`; students of one iteration that share architecture and batch size are trained together
 (vmapped). After each iteration the controller takes one REINFORCE step on the fresh rollouts plus a replay
 batch, the students above the replay threshold enter the replay memory, and the policy's argmax candidate
-is trained for the long schedule and recorded. After the last iteration the best candidate (the one
-best.yaml names) is scored on held-out infants (`jaxcp.nas.heldout`): an argmax candidate from its saved
-model, a student after training it once more, alone, with its first seed (students keep no model).
+is trained for the long schedule and recorded: in a background thread while the next iteration's students
+train (it does not feed the controller; `Search.overlap_argmax`), owed in the state until it is joined.
+After the last iteration the best candidate (the one best.yaml names) is scored on held-out infants
+(`jaxcp.nas.heldout`): an argmax candidate from its saved model, a student after training it once more,
+alone, with its first seed (students keep no model).
 
 The state is checkpointed with Orbax after every group of students and after every update, so a search run
 again on its folder trains no finished student again and, on CPU with the same seed, ends in the same
@@ -32,7 +34,10 @@ to the others, and it alone writes the run folder (`_save`, `_write_results`) an
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -114,33 +119,55 @@ class Search:
     `held_out` scores the best candidate's model on held-out infants, or is the reason why there are none.
     `cluster`: the processes of the job (default: this one alone). Student groups are trained on `devices`
     (default: every local device), one group per device at a time.
+
+    `overlap_argmax`: an iteration's argmax candidate trains in a background thread (of process 0) while the
+    next iteration's students train, and is joined (`_settle_due`) before the next one starts, after the
+    last iteration and before anything reads it; on its own device when the students leave one free. The
+    state records it as owed (`argmax_due`) until then, so a resumed run trains it again. Off, or with a
+    `target_auc` (whether to go on depends on it), it is trained where it is chosen, the next iteration
+    waiting. Either way the records, the controller and best.yaml are the same.
     """
 
     def __init__(self, config: SearchConfig, run_dir: Path, experiment: Experiment, space: SearchSpace,
                  log: SearchLog, held_out: HeldOutScorer | str = "no held-out split given",
-                 cluster: Cluster | None = None, devices: Sequence[jax.Device] | None = None):
+                 cluster: Cluster | None = None, devices: Sequence[jax.Device] | None = None,
+                 overlap_argmax: bool = True):
         self.config, self.run_dir, self.exp, self.space, self.log = config, run_dir, experiment, space, log
         self.held_out = held_out
         self.cluster = cluster or Cluster()
         self.devices = tuple(jax.local_devices() if devices is None else devices)
         self.checkpoints = SearchCheckpoints(run_dir / "checkpoints", self.cluster)
         self._counts: dict[Arch, dict] = {}
+        self.overlap_argmax = overlap_argmax
+        self._background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxcp-argmax")
+        self._argmax_jobs: dict[int, concurrent.futures.Future] = {}  # iteration -> (record, seconds) (writer)
         self.state = self.checkpoints.restore(steps.init_state(space, config), space, log)
 
     def run(self) -> dict:
         try:
+            self._start_due()  # owed by the run this one resumes
             while not steps.finished(self.state, self.config):
                 if self.state.phase == "students":
                     self._train_students()
                     self._update_controller()
                 if self.state.phase == "argmax":
-                    self._train_argmax()
+                    if self._overlaps():
+                        self._settle_due()  # the previous iteration's, if it still trains: one at a time
+                        self._advance(steps.defer_argmax(self.state, self.space, self.config))
+                        self._start_due()
+                    else:
+                        self._train_argmax()
                 self._advance(steps.next_iteration(self.state))
+            self._settle_due()  # before anything reads the argmax records
             if self.state.held_out is None:
                 held_out = json.dumps(jsonable(self._held_out())) if self.cluster.is_writer else None
                 self._advance(steps.set_held_out(self.state, json.loads(self.cluster.broadcast(held_out))))
             return self._finish()
+        except BaseException:
+            self._settle_after_error()
+            raise
         finally:
+            self._background.shutdown(wait=False, cancel_futures=True)
             self.checkpoints.close()
 
     def _advance(self, state: SearchState) -> None:
@@ -203,8 +230,17 @@ class Search:
             if on_done is not None:
                 on_done(index, records[index])
 
-        self.exp.train_groups(jobs, self.devices, on_done=finished)
+        self.exp.train_groups(jobs, self._student_devices(len(jobs)), on_done=finished)
         return records
+
+    def _student_devices(self, groups: int) -> tuple[jax.Device, ...]:
+        """The devices for `groups` groups: all, but the one an argmax candidate trains on in the background
+        (JAX's default device) when the others are enough for one group each."""
+        busy = jax.local_devices()[0]
+        training = any(not job.done() for job in self._argmax_jobs.values())
+        if training and busy in self.devices and groups < len(self.devices):
+            return tuple(d for d in self.devices if d != busy)
+        return self.devices
 
     def _complexity(self, arch: Arch) -> dict:
         """Trainable parameters and thop MACs at the paper's window (traced, no compilation)."""
@@ -221,18 +257,60 @@ class Search:
             self.log.line(f"iteration {state.iteration}: controller updated ({info['rollouts']} rollouts, "
                           f"loss {info['loss']:.4f}, policy entropy {state.probabilities[-1]['entropy']:.3f})")
 
+    def _overlaps(self) -> bool:
+        return self.overlap_argmax and self.config.target_auc is None
+
+    def _start_due(self) -> None:
+        """Start training the owed argmax candidates that are not training yet (process 0 only)."""
+        if not self.cluster.is_writer:
+            return
+        for it, candidate in steps.due_candidates(self.state, self.space):
+            if it not in self._argmax_jobs:
+                self.log.line(f"iteration {it}: training the argmax candidate for "
+                              f"{self.config.student.argmax_epochs} epochs (in the background)")  # fmt: skip
+                self._argmax_jobs[it] = self._background.submit(self._timed_argmax, candidate, it)
+
+    def _timed_argmax(self, candidate: Candidate, iteration: int) -> tuple[ArgmaxRecord, float]:
+        start = time.perf_counter()
+        return self._argmax_record(candidate, iteration), time.perf_counter() - start
+
+    def _settle_due(self) -> None:
+        """Wait for the owed argmax candidates (process 0), send their records to every process, record them.
+        The seconds of training not waited for here are the record's `seconds_overlapped`."""
+        for it, _ in steps.due_candidates(self.state, self.space):
+            record = None
+            if self.cluster.is_writer:
+                start = time.perf_counter()
+                record, seconds = self._argmax_jobs.pop(it).result()
+                waited = time.perf_counter() - start
+                overlapped = round(max(seconds - waited, 0.0), 3)
+                record = json.dumps(dataclasses.replace(record, seconds_overlapped=overlapped).to_json())
+            record = ArgmaxRecord.from_json(json.loads(self.cluster.broadcast(record)))
+            self._advance(steps.settle_argmax(self.state, record))
+            self.log.line(f"iteration {it}: argmax candidate validation AUC {record.reward:.3f} "
+                          f"({record.seconds_overlapped:.0f} s of its training overlapped)")  # fmt: skip
+
+    def _settle_after_error(self) -> None:
+        """The search stops on an error: an argmax candidate that trained to its end is still recorded
+        (by a process alone: a job's processes can no longer agree); one that failed, or still trains (it is
+        left to finish, unrecorded), stays owed: a resumed run trains it again."""
+        for _, job in sorted(self._argmax_jobs.items()):
+            done = job.done() and not job.cancelled() and job.exception() is None
+            if done and self.cluster.process_count == 1:
+                self._advance(steps.settle_argmax(self.state, job.result()[0]))
+        self._argmax_jobs.clear()
+
     def _train_argmax(self) -> None:
         """The argmax candidate, trained by process 0; its record sent to every process."""
         it = self.state.iteration
         candidate = steps.argmax_candidate(self.state, self.space, self.config)
         self.log.line(f"iteration {it}: training the argmax candidate for {self.config.student.argmax_epochs} epochs")
-        record = json.dumps(self._argmax_record(candidate).to_json()) if self.cluster.is_writer else None
+        record = json.dumps(self._argmax_record(candidate, it).to_json()) if self.cluster.is_writer else None
         record = ArgmaxRecord.from_json(json.loads(self.cluster.broadcast(record)))
         self._advance(steps.add_argmax(self.state, record))
         self.log.line(f"iteration {it}: argmax candidate validation AUC {record.reward:.3f}")
 
-    def _argmax_record(self, candidate: Candidate) -> ArgmaxRecord:
-        it = self.state.iteration
+    def _argmax_record(self, candidate: Candidate, it: int) -> ArgmaxRecord:
         out = self.run_dir / "argmax" / f"iteration_{it:03d}"
         seed = student_seed(self.config.seed, ARGMAX_ID + it, 0)
         [result] = self.exp.train(candidate.arch, [candidate.hparams], [seed], long=True, checkpoint_dir=out)
@@ -296,14 +374,15 @@ class Search:
 
     def _finish(self) -> dict:
         best = steps.best_record(self.state)
-        summary_best = None
+        summary_best, overlapped = None, sum(a.seconds_overlapped for a in self.state.argmax)
         if best is not None:
             ties, count = count_ties(r.reward for r in steps.validated(self.state))
             summary_best = {**best.to_json(), "ties": ties, "candidates": count}
         summary = {"students": len(self.state.students), "iterations": self.state.iteration,
                    "best": summary_best, "held_out": self.state.held_out,
                    "argmax": [a.to_json() for a in self.state.argmax], "compile": compile_totals(self.state),
-                   "devices": len(self.devices), "processes": self.cluster.process_count}  # fmt: skip
+                   "devices": len(self.devices), "processes": self.cluster.process_count,
+                   "argmax_seconds_overlapped": round(overlapped, 3)}  # fmt: skip
         if self.cluster.is_writer:
             self._write_results(best, summary)
         return summary

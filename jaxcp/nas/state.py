@@ -6,6 +6,8 @@
         state = add_students(state, train(group))         # the loop trains (groups at once, over devices)
     state, info = update_controller(state, config)        # REINFORCE + replay, phase -> "argmax" or "done"
     state = add_argmax(state, record)                      # the long candidate, phase -> "done"
+      or state = defer_argmax(state, space, config)        # its training owed (runs beside what follows)
+         ... state = settle_argmax(state, record)          # once it is trained, in any later phase
     state = next_iteration(state)
     state = set_held_out(state, result)                    # after the last iteration: the held-out result
 
@@ -93,6 +95,7 @@ class ArgmaxRecord:
     checkpoint: str  # relative to the run folder
     seconds_train: float = 0.0
     seconds_compile: float = 0.0
+    seconds_overlapped: float = 0.0  # of its training, while the search went on (not waited for)
 
     def to_json(self) -> dict:
         return jsonable(to_dict(self))
@@ -123,7 +126,8 @@ class SearchState:
     controller, replay: array state (pytrees); pending: the current iteration's candidates (None before
     they are sampled); probabilities: per finished iteration, the policy after it and how it went,
     ({"iteration": i, "probabilities": [[p, ...] per decision], "entropy": nats, "mean_reward": r}, ...);
-    held_out: the summary's "held_out" entry (`jaxcp.nas.heldout`), None until the held-out step ran.
+    held_out: the summary's "held_out" entry (`jaxcp.nas.heldout`), None until the held-out step ran;
+    argmax_due: argmax candidates chosen but not trained yet, as (iteration, actions) (`defer_argmax`).
     """
 
     controller: ControllerState
@@ -135,6 +139,7 @@ class SearchState:
     argmax: tuple[ArgmaxRecord, ...] = ()
     probabilities: tuple[dict, ...] = ()
     held_out: dict | None = None  # the best candidate on held-out infants, once the iterations are done
+    argmax_due: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def __post_init__(self):
         if self.phase not in PHASES:
@@ -270,7 +275,27 @@ def argmax_candidate(state: SearchState, space: SearchSpace, config: SearchConfi
 
 
 def add_argmax(state: SearchState, record: ArgmaxRecord) -> SearchState:
-    return dataclasses.replace(state, argmax=state.argmax + (record,), phase="done")
+    return dataclasses.replace(settle_argmax(state, record), phase="done")
+
+
+def defer_argmax(state: SearchState, space: SearchSpace, config: SearchConfig) -> SearchState:
+    """The argmax candidate chosen now (from this state) and owed: recorded in `argmax_due`, phase -> "done",
+    so that the next iteration may start while it trains (it does not feed the controller)."""
+    candidate = argmax_candidate(state, space, config)
+    return dataclasses.replace(state, argmax_due=state.argmax_due + ((state.iteration, candidate.actions),),
+                               phase="done")  # fmt: skip
+
+
+def due_candidates(state: SearchState, space: SearchSpace) -> list[tuple[int, Candidate]]:
+    """The owed argmax candidates, (iteration, candidate), oldest first."""
+    return [(it, decode(space, -1, actions)) for it, actions in state.argmax_due]
+
+
+def settle_argmax(state: SearchState, record: ArgmaxRecord) -> SearchState:
+    """An argmax candidate's record (owed or not), kept in iteration order; the phase is unchanged."""
+    due = tuple(d for d in state.argmax_due if d[0] != record.iteration)
+    records = tuple(sorted(state.argmax + (record,), key=lambda a: a.iteration))
+    return dataclasses.replace(state, argmax=records, argmax_due=due)
 
 
 def next_iteration(state: SearchState) -> SearchState:
@@ -307,7 +332,8 @@ def state_document(state: SearchState) -> dict:
     pending = None if state.pending is None else [{"id": c.id, "actions": list(c.actions)} for c in state.pending]
     return {"iteration": state.iteration, "phase": state.phase, "pending": pending,
             "students": [s.to_json() for s in state.students], "argmax": [a.to_json() for a in state.argmax],
-            "probabilities": list(state.probabilities), "held_out": state.held_out}  # fmt: skip
+            "probabilities": list(state.probabilities), "held_out": state.held_out,
+            "argmax_due": [{"iteration": it, "actions": list(a)} for it, a in state.argmax_due]}  # fmt: skip
 
 
 def state_from_document(document: dict, arrays: dict, space: SearchSpace) -> SearchState:
@@ -322,4 +348,6 @@ def state_from_document(document: dict, arrays: dict, space: SearchSpace) -> Sea
         argmax=tuple(ArgmaxRecord.from_json(a) for a in document["argmax"]),
         probabilities=tuple(document["probabilities"]),
         held_out=document.get("held_out"),
+        argmax_due=tuple((int(d["iteration"]), tuple(int(a) for a in d["actions"]))
+                         for d in document.get("argmax_due", ())),  # fmt: skip
     )
