@@ -469,10 +469,16 @@ def test_every_choice_builds_and_trains_with_one_trace(i):
         assert not np.allclose(logits, forward_backward(again, variables, x, jax.random.key(3))[0])
 
 
-def test_fifty_random_candidates_build_at_150_frames():
+def test_candidates_of_every_choice_build_at_150_frames():
+    """A covering set (row k takes choice (k + d) mod n_d of decision d, so every choice of every decision
+    appears, in varied company) and four random candidates; each traced once (eval_shape, no compile)."""
     space = load_space()
     x = jax.ShapeDtypeStruct((1, 4, 150, 29, 4), jnp.float32)
-    for row in np.asarray(space.sample_many(jax.random.key(4), 50)):
+    sizes = np.asarray(space.num_choices)
+    covering = (np.arange(sizes.max())[:, None] + np.arange(len(sizes))[None]) % sizes
+    rows = np.concatenate([covering, np.asarray(space.sample_many(jax.random.key(4), 4))])
+    assert all(set(rows[:, d]) == set(range(n)) for d, n in enumerate(sizes))
+    for row in rows:
         arch, _ = space.decode(row, variant="corrected" if row[0] % 2 else "autocp")
         model = create_model(arch, IN_MOTION_29)
         logits, variables = jax.eval_shape(lambda x, m=model: m.init_with_output(KEY, x, train=False, mutable=True), x)

@@ -34,7 +34,7 @@ class FakeExperiment:
         self.calls, self.fail_after, self.cap = [], fail_after, cap
         self.checkpoints = []  # where it was asked to save a model
 
-    def train(self, arch, hparams, seeds, *, long=False, checkpoint_dir=None, on_epoch=None):
+    def train(self, arch, hparams, seeds, *, long=False, checkpoint_dir=None, on_epoch=None, placement=None):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise Killed
         self.calls.append((arch.attention, arch.activation, tuple(seeds), long))

@@ -164,10 +164,14 @@ def running_median(x: np.ndarray, window: int, max_windows: int | None = None) -
         return x
     views = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)
     if max_windows is not None and views.shape[0] > max_windows:
-        views = views[np.linspace(0, views.shape[0] - 1, max_windows).round().astype(np.int64)]
+        ordered = views[np.linspace(0, views.shape[0] - 1, max_windows).round().astype(np.int64)]  # a copy
+    else:
+        ordered = np.array(views)
     # np.nanmedian's own result, computed directly (it takes a slow masked-array path for windows this
     # short): sorted, NaN go last; the mean of the two middle values of the n seen, the middle one when n is odd
-    ordered = np.sort(views, axis=-1)
+    ordered.sort(axis=-1)  # in place: the windows are copied once
+    if not np.isnan(x).any():  # every window full
+        return (ordered[..., (window - 1) // 2] + ordered[..., window // 2]) / 2
     seen = (~np.isnan(ordered)).sum(axis=-1, keepdims=True)
     low = np.take_along_axis(ordered, np.maximum(seen - 1, 0) // 2, axis=-1)[..., 0]
     high = np.take_along_axis(ordered, seen // 2, axis=-1)[..., 0]
@@ -205,7 +209,12 @@ def distance_spread(coords: np.ndarray, layout: Layout, pairs: Sequence[tuple[in
     seen = (~np.isnan(smooth)).sum(axis=0)
     if not size > 0:
         return out
-    for p in np.flatnonzero(seen >= MIN_FRAMES):
+    judged = seen >= MIN_FRAMES
+    full = judged & (seen == smooth.shape[0])  # no NaN: np.quantile over all of them at once, the same numbers
+    if full.any():
+        low, high = np.quantile(smooth[:, full], (0.1, 0.9), axis=0)
+        out[full] = (high - low) / size
+    for p in np.flatnonzero(judged & ~full):
         low, high = np.nanquantile(smooth[:, p], (0.1, 0.9))
         out[p] = (high - low) / size
     return out

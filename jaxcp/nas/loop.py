@@ -62,6 +62,7 @@ from jaxcp.nas.state import ArgmaxRecord, Candidate, Record, SearchState, Studen
 from jaxcp.training import parallel
 from jaxcp.training.archfile import arch_file_text
 from jaxcp.training.experiment import Experiment
+from jaxcp.training.placement import on_device
 from jaxcp.training.students import StudentResult
 
 ARGMAX_ID = 10**6  # student_seed id offset of the argmax candidates
@@ -136,6 +137,9 @@ class Search:
         self.held_out = held_out
         self.cluster = cluster or Cluster()
         self.devices = tuple(jax.local_devices() if devices is None else devices)
+        # the argmax candidate and the best model train where the first group of students did, so that they
+        # run the groups' compiled executables (those are per placement) instead of compiling their own
+        self._first_device = on_device(self.devices[0])
         self.checkpoints = SearchCheckpoints(run_dir / "checkpoints", self.cluster)
         self._counts: dict[Arch, dict] = {}
         self.overlap_argmax = overlap_argmax
@@ -313,7 +317,8 @@ class Search:
     def _argmax_record(self, candidate: Candidate, it: int) -> ArgmaxRecord:
         out = self.run_dir / "argmax" / f"iteration_{it:03d}"
         seed = student_seed(self.config.seed, ARGMAX_ID + it, 0)
-        [result] = self.exp.train(candidate.arch, [candidate.hparams], [seed], long=True, checkpoint_dir=out)
+        [result] = self.exp.train(candidate.arch, [candidate.hparams], [seed], long=True, checkpoint_dir=out,
+                                  placement=self._first_device)
         atomic.write_text(out / "arch.yaml", self._arch_text(candidate.arch, candidate.hparams))
         record = ArgmaxRecord(
             iteration=it, actions=candidate.actions, arch=candidate.arch, hparams=candidate.hparams,
@@ -364,7 +369,8 @@ class Search:
         out = self.run_dir / "best_model"
         self.log.line(f"training the best candidate (student {best.id}) again to keep its model")
         seed = student_seed(self.config.seed, best.id, 0)
-        [result] = self.exp.train(best.arch, [best.hparams], [seed], long=False, checkpoint_dir=out)
+        [result] = self.exp.train(best.arch, [best.hparams], [seed], long=False, checkpoint_dir=out,
+                                  placement=self._first_device)
         if result.status == "failed":
             return None
         self.log.line(f"the best candidate trained again: validation AUC {result.reward:.3f} (in the search "

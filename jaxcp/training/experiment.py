@@ -69,15 +69,17 @@ class Experiment:
         long: bool = False,
         checkpoint_dir: Path | None = None,
         on_epoch: Callable | None = None,
+        placement: Placement | None = None,
     ) -> list[StudentResult]:
         """Train students of one architecture; with `checkpoint_dir`, save the first one's kept model (with
-        its flags, calibration and class labels in meta.json)."""
+        its flags, calibration and class labels in meta.json). `placement`: as in `student_run` (the search
+        trains its argmax candidates where its groups ran, so that they reuse the groups' executables)."""
         if self.fold_data is not None and not long and checkpoint_dir is None:
             return self.train_folds(arch, hparams, seeds, on_epoch=on_epoch)
         config = self.long if long else self.student
         results = train_students(
             arch, hparams, seeds, self.train_data, self.val_data, self.layout, config,
-            keep_state=checkpoint_dir is not None, on_epoch=on_epoch,
+            keep_state=checkpoint_dir is not None, on_epoch=on_epoch, placement=placement,
         )  # fmt: skip
         best = results[0]
         if checkpoint_dir is not None and best.state is not None:

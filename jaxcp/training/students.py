@@ -446,12 +446,14 @@ def train_students(
     *,
     keep_state: bool = False,
     on_epoch: Callable[[int, list[dict]], None] | None = None,
+    placement: Placement | None = None,
 ) -> list[StudentResult]:
     """Train len(hparams) students of `arch` together; they must share the batch size.
 
-    `on_epoch(epoch, summaries)` is called after every epoch (0-based epoch, one dict per student).
+    `on_epoch(epoch, summaries)` is called after every epoch (0-based epoch, one dict per student);
+    `placement`: where the run's arrays live (`StudentRun`; None: JAX's default device).
     """
-    run = StudentRun(arch, hparams, seeds, train, val, layout, config, keep_state=keep_state)
+    run = StudentRun(arch, hparams, seeds, train, val, layout, config, keep_state=keep_state, placement=placement)
     while not run.finished:
         report = run.run_epoch()
         if on_epoch is not None:
