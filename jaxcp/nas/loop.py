@@ -242,7 +242,7 @@ class Search:
         (JAX's default device) when the others are enough for one group each."""
         busy = jax.local_devices()[0]
         training = any(not job.done() for job in self._argmax_jobs.values())
-        if training and busy in self.devices and groups < len(self.devices):
+        if training and busy in self.devices and 0 < groups < len(self.devices):
             return tuple(d for d in self.devices if d != busy)
         return self.devices
 
