@@ -15,8 +15,9 @@ Both sides build the same network from that dict: AutoCP's `Student`, and jaxcp'
 `Arch` it maps to (their trainable parameter counts are recorded, and must be equal).
 
 For each architecture, in one process with torch's threads set to `os.cpu_count()` (XLA:CPU uses every
-core): the same random features (batch `--batch`, `--window` frames, 4 streams x 4 channels) and labels;
-after warm-up, `--pairs` alternating pairs (PyTorch, then jaxcp) of
+core) and OMP_WAIT_POLICY=PASSIVE (unless set: see below the imports): the same random features (batch
+`--batch`, `--window` frames, 4 streams x 4 channels) and labels; after warm-up,
+`--pairs` alternating pairs (PyTorch, then jaxcp) of
 - a training step: PyTorch forward, cross-entropy, backward and Adam (AMSGrad, AutoCP's betas and the
   architecture's learning rate); jaxcp the engine's compiled training program (`engine.get_programs(...).epoch`
   over one batch: window sampling, augmentation, features, forward, backward and the same optimizer), so
@@ -37,13 +38,19 @@ Writes benchmarks/results/vs_pytorch_cpu[_TAG].json and a Markdown table vs_pyto
 
 from __future__ import annotations
 
+import os
+
+# torch's OpenMP threads sleep at once when idle instead of spinning: with the default (spinning) policy,
+# PyTorch in a process that also runs XLA's thread pool was 15 to 40 times slower on 2 cores than alone
+# (measured; with PASSIVE it is faster than alone under load). Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import ast
 import csv
 import importlib
 import importlib.util
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -353,7 +360,7 @@ def set_torch_threads() -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
             "xla_cpu_cores": os.cpu_count(), "torch": torch.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 # --------------------------------------------------------------------------------------------------------
