@@ -1,7 +1,7 @@
 """jaxcp against the original AutoCP student (PyTorch on CPU), measured side by side in one process.
 
     AUTOCP_DIR=/path/to/AutoCP python benchmarks/vs_pytorch.py [--archs best,multi_gcn,v3] [--batch 32]
-        [--window 150] [--pairs 3] [--quick] [--no-memory] [--tag TAG]
+        [--window 150] [--pairs 3] [--remat none|blocks|full] [--quick] [--no-memory] [--tag TAG]
 
 Needs `torch` (not a jaxcp dependency: `pip install torch` or the `bench` extra) and a checkout of the
 original AutoCP code in AUTOCP_DIR (or --autocp-dir); AutoCP's classes are imported from there at run time
@@ -30,7 +30,9 @@ jaxcp's compiled programs per window (training step; inference), give the window
 reach; each side's fraction of it is its windows/s times the FLOPs per window over the GFLOP/s (the same
 FLOP count for both sides: the same network). Compile seconds of jaxcp's training step and predict
 program, per architecture. Peak memory: each side alone in a subprocess of this script (`--side`, the same
-warm-up, steps and inference), its peak RSS (VmHWM), so neither side's allocations count for the other.
+warm-up, steps and inference, started before this process builds the architecture), its peak RSS (VmHWM),
+so neither side's allocations count for the other; a subprocess that fails (the kernel's OOM killer on a
+machine whose RAM others use) leaves null.
 
 Writes benchmarks/results/vs_pytorch_cpu[_TAG].json and a Markdown table vs_pytorch_cpu[_TAG].md.
 `--quick`: batch 8, 2 pairs, memory not measured (for trying the script, not for figures).
@@ -48,6 +50,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import ast
 import csv
+import ctypes
+import gc
 import importlib
 import importlib.util
 import json
@@ -77,6 +81,7 @@ ACTION_LOG = Path("logs") / "nas_cp29" / "action_list.csv"
 AUTOCP_CONFIG = Path("config") / "config_cp.yaml"
 AUTOCP_GRAPH = {"layout": "in-motion-2022", "strategy": "distance"}  # AutoCP's config, dataset_args
 STREAMS = 4
+DEFAULT_OPTIONS = ModelOptions()
 
 # name -> (AutoCP student id in the search log, AutoCP decisions replaced)
 ARCHITECTURES: dict[str, tuple[int, dict]] = {
@@ -225,11 +230,11 @@ def torch_side(autocp_dir: Path, actions: dict, hyper: dict, features: np.ndarra
 # --------------------------------------------------------------------------------------------------------
 # The jaxcp side: the engine's compiled programs
 
-def jaxcp_side(arch: Arch, hyper: dict, features: np.ndarray):
+def jaxcp_side(arch: Arch, hyper: dict, features: np.ndarray, options: ModelOptions = DEFAULT_OPTIONS):
     """(train_step, infer, facts) with jaxcp's compiled training and predict programs for one student.
     facts: compile seconds, XLA's FLOPs per window of both programs, trainable parameters."""
     batch, window = features.shape[0], features.shape[2]
-    spec = train_step.make_spec(arch, batch, window, batch, ModelOptions())
+    spec = train_step.make_spec(arch, batch, window, batch, options)
     programs = engine.get_programs(spec)
     hp = engine.stack_students([optim.make_hparams(hyper["optimizers"].lower(), hyper["lr"],
                                                    hyper["weight_decay"], hyper["momentum"])])
@@ -286,13 +291,14 @@ def batch_data(batch: int, window: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return features.astype(np.float32), (np.arange(batch) % 2).astype(np.int32)
 
 
-def compare(autocp_dir: Path, name: str, batch: int, window: int, pairs: int, gflops: float) -> dict:
+def compare(autocp_dir: Path, name: str, batch: int, window: int, pairs: int, gflops: float,
+            options: ModelOptions = DEFAULT_OPTIONS) -> dict:
     """One architecture: both sides built, then alternating training and inference pairs."""
     actions, hyper = architecture(autocp_dir, name)
     arch = to_arch(actions)
     features, labels = batch_data(batch, window)
     t_train, t_infer, t_params = torch_side(autocp_dir, actions, hyper, features, labels)
-    j_train, j_infer, facts = jaxcp_side(arch, hyper, features)
+    j_train, j_infer, facts = jaxcp_side(arch, hyper, features, options)
     train_t, train_j = alternate(t_train, j_train, pairs)
     infer_t, infer_j = alternate(t_infer, j_infer, pairs)
     rates = {key: [batch / s for s in times] for key, times in
@@ -323,7 +329,7 @@ def side_alone(args: argparse.Namespace) -> dict:
         set_torch_threads()
         train, infer, _ = torch_side(autocp_dir, actions, hyper, features, labels)
     else:
-        train, infer, _ = jaxcp_side(to_arch(actions), hyper, features)
+        train, infer, _ = jaxcp_side(to_arch(actions), hyper, features, ModelOptions(remat=args.remat))
     for _ in range(2):
         train(), infer()
     return {"side": args.side, "arch": args.archs, "peak_rss_bytes": peak_rss()}
@@ -344,13 +350,25 @@ def peak_rss() -> int:
 def peak_memory(args: argparse.Namespace, name: str, side: str) -> int | None:
     """Peak RSS in bytes of `side` alone for architecture `name`, from a subprocess of this script."""
     command = [sys.executable, __file__, "--side", side, "--archs", name, "--batch", str(args.batch),
-               "--window", str(args.window), "--autocp-dir", str(args.autocp_dir)]
+               "--window", str(args.window), "--autocp-dir", str(args.autocp_dir), "--remat", args.remat]
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
         print(f"  memory of {side} / {name} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
         return None
     return json.loads(lines[-1])["peak_rss_bytes"]
+
+
+def release_memory() -> None:
+    """Drop the compiled programs and return freed heap to the system (before the next architecture's
+    memory subprocesses: the machine's RAM is shared)."""
+    engine.get_programs.cache_clear()
+    jax.clear_caches()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
 
 
 def set_torch_threads() -> dict:
@@ -401,6 +419,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=3, help="alternating (PyTorch, jaxcp) pairs per measure")
     parser.add_argument("--quick", action="store_true", help="batch 8, 2 pairs, no memory measurement")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--remat", default="none", choices=("none", "blocks", "full"),
+                        help="jaxcp's rematerialisation setting (jaxcp.model.options; default none)")
     parser.add_argument("--tag", default="", help="suffix of the result files: vs_pytorch_cpu[_TAG].json")
     parser.add_argument("--side", choices=("torch", "jaxcp"), help=argparse.SUPPRESS)  # memory subprocess
     args = parser.parse_args(argv)
@@ -425,20 +445,24 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_torch_threads()
     gflops = train_step.matmul_gflops()
     print(f"float32 matrix product (XLA) {gflops:.0f} GFLOP/s; threads {threads}", flush=True)
-    rows = []
-    for name in args.archs.split(","):
-        row = compare(Path(args.autocp_dir), name, args.batch, args.window, args.pairs, gflops)
-        if not args.no_memory:
-            for side in ("torch", "jaxcp"):
-                row[f"peak_rss_{side}_bytes"] = peak_memory(args, name, side)
+    rows, names = [], args.archs.split(",")
+    for name in names:
+        # memory first, each side alone in a subprocess, while this process holds no compiled programs
+        memory = {} if args.no_memory else {f"peak_rss_{side}_bytes": peak_memory(args, name, side)
+                                            for side in ("torch", "jaxcp")}
+        row = {**compare(Path(args.autocp_dir), name, args.batch, args.window, args.pairs, gflops,
+                         ModelOptions(remat=args.remat)), **memory}
+        release_memory()
         rows.append(row)
         print(markdown(rows[-1:]).splitlines()[-1] if len(rows) > 1 else markdown(rows), end="", flush=True)
         print()
-    suffix = f"_{args.tag}" if args.tag else ""
-    result = {**common.environment(load_before), **threads, "batch": args.batch, "window": args.window,
-              "pairs": args.pairs, "matmul_gflops": gflops, "rows": rows}
-    common.write_json(RESULTS / f"vs_pytorch_cpu{suffix}.json", result)
-    common.write_text(RESULTS / f"vs_pytorch_cpu{suffix}.md", markdown(rows))
+        # after every architecture, so that a run cut short (time, memory) keeps what it measured
+        suffix = f"_{args.tag}" if args.tag else ""
+        result = {**common.environment(load_before), **threads, "batch": args.batch, "window": args.window,
+                  "pairs": args.pairs, "remat": args.remat, "matmul_gflops": gflops,
+                  "architectures_done": f"{len(rows)} of {len(names)}", "rows": rows}
+        common.write_json(RESULTS / f"vs_pytorch_cpu{suffix}.json", result)
+        common.write_text(RESULTS / f"vs_pytorch_cpu{suffix}.md", markdown(rows))
     print(f"wrote {RESULTS / f'vs_pytorch_cpu{suffix}.json'}")
     return 0
 
