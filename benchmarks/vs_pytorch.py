@@ -71,7 +71,8 @@ import yaml
 
 from jaxcp.data.features import CHANNELS_PER_STREAM
 from jaxcp.data.skeleton import IN_MOTION_29
-from jaxcp.model import Arch, create_model
+from jaxcp.model import Arch
+from jaxcp.model.counting import complexity
 from jaxcp.model.options import ModelOptions
 from jaxcp.training import engine, optim
 
@@ -255,10 +256,7 @@ def jaxcp_side(arch: Arch, hyper: dict, features: np.ndarray, options: ModelOpti
     def infer():
         return np.asarray(predict(state["s"], x))
 
-    params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(
-        jax.eval_shape(lambda: create_model(arch, IN_MOTION_29).init(
-            jax.random.PRNGKey(0), jnp.zeros((1, STREAMS, window, IN_MOTION_29.num_joints, CHANNELS_PER_STREAM)),
-            train=False))["params"]))  # fmt: skip
+    params = complexity(arch, IN_MOTION_29, frames=window, streams=STREAMS, xla=False)["params"]
     facts = {"compile_init_s": init_s, "compile_train_step_s": epoch_s, "compile_predict_s": predict_s,
              "train_flops_per_window": train_flops / batch if train_flops else None,
              "infer_flops_per_window": infer_flops / batch if infer_flops else None, "params": params}

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from benchmark_fixtures import benchmark_fixture
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def suite():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("gpu_suite")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+suite = benchmark_fixture("gpu_suite", "suite")
 
 
 def test_a_spent_budget_skips_parts_and_says_so(suite):

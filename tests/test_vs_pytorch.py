@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from benchmark_fixtures import benchmark_fixture
 
 from jaxcp.data.skeleton import IN_MOTION_29
 from jaxcp.model import create_model
 from jaxcp.nas.space import load_arch_file
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "benchmarks"
 AUTOCP_DIR = os.environ.get("AUTOCP_DIR")
 
 # AutoCP's `arch_2` decisions in its config's order, with a few of their choices (enough for the best
@@ -34,14 +32,7 @@ CHOICES = {
 }  # fmt: skip
 BEST_IDS = [3, 3, 2, 2, 2, 0, 1, 1, 1, 1, 2, 2, 0, 0, 1, 1, 0, 1, 2, 0]
 
-
-@pytest.fixture(scope="module")
-def vs():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("vs_pytorch")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+vs = benchmark_fixture("vs_pytorch", "vs")
 
 
 def test_best_action_ids_decode_to_the_papers_best_arch_file(vs):

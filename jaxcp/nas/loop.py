@@ -239,10 +239,10 @@ class Search:
 
     def _student_devices(self, groups: int) -> tuple[jax.Device, ...]:
         """The devices for `groups` groups: all, but the one an argmax candidate trains on in the background
-        (JAX's default device) when the others are enough for one group each."""
-        busy = jax.local_devices()[0]
+        (the first, `_first_device`) when the others are enough for one group each."""
+        busy = self.devices[0]
         training = any(not job.done() for job in self._argmax_jobs.values())
-        if training and busy in self.devices and 0 < groups < len(self.devices):
+        if training and 0 < groups < len(self.devices):
             return tuple(d for d in self.devices if d != busy)
         return self.devices
 
