@@ -56,8 +56,9 @@ def run_count(config: str, overrides: list[str], folder: Path, devices: int, pro
     argv = [sys.executable, "-m", "jaxcp.search", "--config", config, "--out", str(folder / name), "--quiet"]
     for item in ["test_split=", *overrides]:
         argv += ["--set", item]
+    coordinator = f"127.0.0.1:{free_port()}"
     job = [[]] if processes == 1 else [
-        ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", str(processes), "--process-id", str(i)]
+        ["--coordinator", coordinator, "--num-processes", str(processes), "--process-id", str(i)]
         for i in range(processes)]  # fmt: skip
     load = os.getloadavg()[0]
     start, data_ready, lines = time.perf_counter(), None, []
