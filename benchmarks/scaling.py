@@ -45,6 +45,15 @@ COMPARED = ("students.jsonl", "controller_probabilities.json", "best.yaml")
 STUDENT_KEYS = ("id", "actions", "reward", "rewards")  # what must not depend on the device count
 
 
+def job_flags(processes: int, port: int) -> list[list[str]]:
+    """The cluster flags of each process of one job on 127.0.0.1 (none for one process): one coordinator."""
+    if processes == 1:
+        return [[]]
+    coordinator = f"127.0.0.1:{port}"
+    return [["--coordinator", coordinator, "--num-processes", str(processes), "--process-id", str(i)]
+            for i in range(processes)]  # fmt: skip
+
+
 def run_count(config: str, overrides: list[str], folder: Path, devices: int, processes: int = 1) -> dict:
     """One search with `devices` forced CPU devices per process and `processes` processes of one job on
     127.0.0.1, in its own run folder and cache."""
@@ -56,10 +65,7 @@ def run_count(config: str, overrides: list[str], folder: Path, devices: int, pro
     argv = [sys.executable, "-m", "jaxcp.search", "--config", config, "--out", str(folder / name), "--quiet"]
     for item in ["test_split=", *overrides]:
         argv += ["--set", item]
-    coordinator = f"127.0.0.1:{free_port()}"
-    job = [[]] if processes == 1 else [
-        ["--coordinator", coordinator, "--num-processes", str(processes), "--process-id", str(i)]
-        for i in range(processes)]  # fmt: skip
+    job = job_flags(processes, free_port() if processes > 1 else 0)
     load = os.getloadavg()[0]
     start, data_ready, lines = time.perf_counter(), None, []
     others = [subprocess.Popen(argv + hand, cwd=folder, env=env, stdout=(folder / f"{name}-{i}.log").open("w"),
