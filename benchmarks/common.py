@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,13 @@ def git_commit() -> str:
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a coordinator of processes started here)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def environment(load_before: tuple[float, float, float] | None = None) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,12 +53,6 @@ def worker(coordinator: str, count: int, index: int, rounds: int) -> dict:
             "gather_bytes": len(group) * count}  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=2)
@@ -70,7 +63,7 @@ def main(argv=None) -> int:
         coordinator, count, index = args.worker
         print(json.dumps(worker(coordinator, int(count), int(index), args.rounds)))
         return 0
-    coordinator = f"127.0.0.1:{free_port()}"
+    coordinator = f"127.0.0.1:{common.free_port()}"
     command = [sys.executable, __file__, "--rounds", str(args.rounds), "--worker", coordinator, str(args.processes)]
     procs = [subprocess.Popen([*command, str(i)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for i in range(args.processes)]  # fmt: skip

@@ -18,8 +18,8 @@ and the overhead low; on a multi-GPU server (or a cluster) the same script (with
 real speed-up. Compilation can be hidden only where an iteration has several architectures: the tiny `test`
 preset has one, so use `--config quick` (with fewer epochs, see the README) for that.
 
-Writes benchmarks/results/NAME.json (machine, versions, load average, git commit, rows) and NAME.md
-(NAME: --name, default scaling).
+Writes benchmarks/results/NAME.json (common.environment(): machine, versions, load average, git commit;
+rows) and NAME.md (NAME: --name, default scaling).
 """
 
 from __future__ import annotations
@@ -27,21 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import jax
+import common
 
-from jaxcp.core.atomic import write_text
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-COMPARED = ("students.jsonl", "controller_probabilities.json", "best.yaml")
+REPO = common.ROOT
+RESULTS = common.RESULTS
 STUDENT_KEYS = ("id", "actions", "reward", "rewards")  # what must not depend on the device count
 
 
@@ -65,11 +60,12 @@ def run_count(config: str, overrides: list[str], folder: Path, devices: int, pro
     argv = [sys.executable, "-m", "jaxcp.search", "--config", config, "--out", str(folder / name), "--quiet"]
     for item in ["test_split=", *overrides]:
         argv += ["--set", item]
-    job = job_flags(processes, free_port() if processes > 1 else 0)
+    job = job_flags(processes, common.free_port() if processes > 1 else 0)
     load = os.getloadavg()[0]
     start, data_ready, lines = time.perf_counter(), None, []
-    others = [subprocess.Popen(argv + hand, cwd=folder, env=env, stdout=(folder / f"{name}-{i}.log").open("w"),
-                               stderr=subprocess.STDOUT) for i, hand in enumerate(job[1:], start=1)]  # fmt: skip
+    logs = [(folder / f"{name}-{i}.log").open("w") for i in range(1, processes)]
+    others = [subprocess.Popen(argv + hand, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+              for hand, log in zip(job[1:], logs, strict=True)]  # fmt: skip
     with subprocess.Popen(argv + job[0], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as proc:  # fmt: skip
         for line in proc.stdout:
@@ -77,6 +73,8 @@ def run_count(config: str, overrides: list[str], folder: Path, devices: int, pro
             if data_ready is None and line.startswith("search:"):
                 data_ready = time.perf_counter()
     codes = [p.wait() for p in others]
+    for log in logs:
+        log.close()
     if any(codes):
         logs = "".join((folder / f"{name}-{i}.log").read_text()[-3000:] for i in range(1, processes))
         raise SystemExit(f"search with {processes} processes failed (exit codes {codes}):\n{logs}")
@@ -107,7 +105,7 @@ def markdown(result: dict) -> str:
     lines = [f"Search `{result['config']}` {' '.join(result['overrides'])} on {result['machine']} "
              f"({result['cpus']} CPUs, forced CPU devices, processes on 127.0.0.1, "
              f"load {result['load_average_before'][0]:.1f}), "
-             f"jax {result['jax']}, commit {result['git_commit'][:10]}.", "",
+             f"jax {result['jax']}, commit {result['git']}.", "",
              "| devices | processes | groups | search s | students / hour | compile s | hidden s | waited s | "
              "load before, after | same results |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["rows"]:
@@ -116,17 +114,6 @@ def markdown(result: dict) -> str:
                      f"| {r['seconds_compile_waited']:.1f} | {r['load_average_1min'][0]:.1f}, "
                      f"{r['load_average_1min'][1]:.1f} | {'yes' if r['same_as_first'] else 'NO'} |")
     return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def git_commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return proc.stdout.strip() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,14 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['students_per_hour']:.0f} students/h, "
                   f"compile {row['seconds_compile']:.1f} s (hidden {row['seconds_compile_hidden']:.1f}, waited "
                   f"{row['seconds_compile_waited']:.1f}), same results: {rows[-1]['same_as_first']}", flush=True)
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "jax": jax.__version__, "backend": jax.default_backend(), "python": platform.python_version(),
-              "git_commit": git_commit(), "config": args.config, "overrides": ["test_split=", *args.set],
+    result = {**common.environment(load_before), "config": args.config, "overrides": ["test_split=", *args.set],
               "rows": rows}  # fmt: skip
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text(RESULTS / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
-    write_text(RESULTS / f"{args.name}.md", markdown(result))
+    common.write_json(RESULTS / f"{args.name}.json", result)
+    common.write_text(RESULTS / f"{args.name}.md", markdown(result))
     print(markdown(result))
     return 0
 
