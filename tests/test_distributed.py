@@ -214,13 +214,14 @@ def test_a_killed_process_stops_the_job_and_it_resumes(job):
 def test_cluster_flags_reach_jax_distributed(argv, expected, monkeypatch):
     """No subprocess: jax.distributed.initialize and the cluster are stand-ins that record their arguments."""
     calls = []
-    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(distributed.jax.distributed, "initialize",
+                        lambda *args, **kwargs: calls.append((*args, kwargs["heartbeat_timeout_seconds"])))
     monkeypatch.setattr(distributed, "MultiProcessCluster", lambda *args, **kwargs: ("cluster", args, kwargs))
     collectives = jax.config.jax_cpu_collectives_implementation
     try:
         cluster = search.connect(search.parse_args([*argv, "--out", "r", "--heartbeat-timeout", "9"]))
     finally:
         jax.config.update("jax_cpu_collectives_implementation", collectives)
-    assert calls == [expected]
+    assert calls == [(*expected, 36)]  # JAX's own check: a fallback, 4 times later than the watchdog's
     name, (_, index, count, heartbeat, _), _ = cluster
     assert (name, index, count, heartbeat) == ("cluster", jax.process_index(), jax.process_count(), 9)

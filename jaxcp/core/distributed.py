@@ -17,8 +17,10 @@ through gloo, which `initialize` selects for whatever sharded programs may need 
 A process that dies must not leave the others waiting. A watchdog thread in each process beats a counter in
 the store every `BEAT` seconds and reads the others'; when a process's beat stops for half the heartbeat
 timeout, or it reported a failure (`close` with a non-zero code), or the coordinator (process 0) cannot be
-reached, the watchdog prints one line on stderr and ends this process with `EXIT_PEER_LOST`. (JAX's own
-heartbeat check would also end it, later, with a C++ stack trace.)
+reached, the watchdog prints one line on stderr and ends this process with `EXIT_PEER_LOST`. JAX's own
+heartbeat check would also end it, with a C++ stack trace and SIGABRT; it is given `RUNTIME_MARGIN` times
+the heartbeat timeout so that it stays a fallback (with the same timeout it noticed a killed process as
+soon as the watchdog and sometimes first).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ BEAT = 1.0  # seconds between two watchdog beats
 WAIT_MS = 10_000  # one blocking read of the store; repeated until the value is there
 PREFIX = "jaxcp"
 DEFAULT_HEARTBEAT = 100  # seconds, as jax.distributed's default
+RUNTIME_MARGIN = 4  # jax.distributed's own heartbeat timeout, in heartbeat timeouts (see the module docstring)
 
 
 class Cluster:
@@ -225,7 +228,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id,
-                                   heartbeat_timeout_seconds=int(heartbeat_timeout))  # fmt: skip
+                                   heartbeat_timeout_seconds=int(RUNTIME_MARGIN * heartbeat_timeout))  # fmt: skip
     except (ValueError, RuntimeError) as error:
         if auto:
             raise InputError(f"--distributed: no SLURM or Open MPI job to take the processes from "
