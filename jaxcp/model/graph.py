@@ -60,8 +60,11 @@ class SpatialGraphConv(nn.Module):
             weights = kernel.reshape(cin, k, cout).transpose(1, 0, 2).reshape(k * cin, cout)
             bias_per_joint = einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
             return dense(pooled, weights) + bias_per_joint
-        z = (dense(x, kernel) + bias).reshape(n, t, v, k, cout)
-        return combine_slices(z, graph)
+        # the bias added after the graph product (the same linear map): its gradient is then a reduction of
+        # the (N, T, W, C) output's cotangent, not of the K times larger z's, which XLA:CPU ran as a slow
+        # standalone reduce-window
+        bias_per_joint = einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
+        return combine_slices(dense(x, kernel).reshape(n, t, v, k, cout), graph) + bias_per_joint
 
 
 def aggregate_joints(x: jax.Array, graph: jax.Array) -> jax.Array:
