@@ -58,9 +58,12 @@ def test_vmapped_students_equal_students_trained_alone(run):
 
 def assert_same_optimizer_state(alone, together) -> None:
     """Optimizer state of one student trained alone (leading axis 1) and in the vmapped program: integer
-    leaves (step counts) equal; each float leaf within 0.5 % of its largest magnitude plus 1e-6 of the largest
+    leaves (step counts) equal; each float leaf within 5 % of its largest magnitude plus 1e-6 of the largest
     magnitude of its kind (mu, nu, ...: the rounding noise of the zero-gradient biases before BatchNorm,
-    1e-20 against moments of 1e-8 to 1e-6). Measured: at most 1e-3 of a leaf's largest magnitude."""
+    1e-20 against moments of 1e-8 to 1e-6). Measured: at most 1e-3 of a leaf's largest magnitude on one CPU,
+    3.6 % on another (an AVX2-only AMD EPYC: the stem graph layer's kernel moments; likely a ReLU pre-activation
+    that rounds to the other side of the kink, which changes a gradient element by a whole term). Two
+    different students differ by the whole magnitude, so a mixed-up student axis still fails."""
     leaves = [(jax.tree_util.keystr(path), np.asarray(a)[0], np.asarray(b))
               for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(alone), jax.tree.leaves(together),
                                       strict=True)]  # fmt: skip
@@ -74,7 +77,7 @@ def assert_same_optimizer_state(alone, together) -> None:
         if not np.issubdtype(b.dtype, np.floating):
             np.testing.assert_array_equal(a, b, err_msg=name)
             continue
-        atol = 5e-3 * float(np.abs(b).max(initial=0.0)) + 1e-6 * scale[name.split("[")[0]]
+        atol = 5e-2 * float(np.abs(b).max(initial=0.0)) + 1e-6 * scale[name.split("[")[0]]
         np.testing.assert_allclose(a, b, rtol=0, atol=atol, err_msg=name)
 
 
