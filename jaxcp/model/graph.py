@@ -145,7 +145,10 @@ class MultiGCNLayer(nn.Module):
         x_mean = x.mean(axis=1)  # (N, V, C_in)
         x1 = self._relation(x_mean, k * rel, rel, t, "relation_a").reshape(n, v, k, rel)
         x2 = self._relation(x_mean, k * rel, rel, t, "relation_b").reshape(n, v, k, rel)
-        x3 = Pointwise(k * cout, fan_out=cout, name="value")(x).reshape(n, t, v, k, cout)
+        # the value conv's bias is added after the refined graphs (the same linear map): its gradient is then
+        # not a reduction over (N, T, V) of the K-times larger values (a slow reduce-window on XLA:CPU)
+        x3, value_bias = Pointwise(k * cout, fan_out=cout, defer_bias=True, name="value")(x)
+        x3 = x3.reshape(n, t, v, k, cout)
         r = act(x1[:, :, None] - x2[:, None, :])  # (N, U, V, K, rel)
         w4 = self.param("relation_kernel", kaiming_normal(cout), (k, rel, cout))
         b4 = self.param("relation_bias", nn.initializers.zeros, (k, cout))
@@ -153,7 +156,7 @@ class MultiGCNLayer(nn.Module):
         record(self, "conv", n * v * v * k * cout * rel, w4.size + b4.size)
         refined = (einsum("nuvkr,krc->nuvkc", r, w4) + b4) * alpha[:, None]
         refined = refined + a.transpose(1, 2, 0)[None, :, :, :, None]
-        y = apply_refined(refined, x3)
+        y = apply_refined(refined, x3) + einsum("nuvkc,kc->nuc", refined, value_bias.reshape(k, cout))[:, None]
         return act(y) + BatchNorm(name="bn")(y, train=train) + res
 
     def _relation(self, x_mean: jax.Array, features: int, fan_out: int, frames: int, name: str) -> jax.Array:

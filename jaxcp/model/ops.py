@@ -315,7 +315,8 @@ class Pointwise(nn.Module):
     """1x1 convolution: (N, T, ..., C_in) -> (N, ceil(T / stride), ..., features), optionally grouped.
 
     `fan_out` overrides the initialiser's fan-out (for kernels that stand for several PyTorch convs);
-    `init_std` replaces Kaiming by N(0, init_std^2) (the classifier).
+    `init_std` replaces Kaiming by N(0, init_std^2) (the classifier). `defer_bias`: return (x W, bias) and let
+    the caller add the bias where it is cheaper (after a linear map that follows; the parameters are the same).
     """
 
     features: int
@@ -324,6 +325,7 @@ class Pointwise(nn.Module):
     use_bias: bool = True
     fan_out: int | None = None
     init_std: float | None = None
+    defer_bias: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -341,11 +343,14 @@ class Pointwise(nn.Module):
             xg = x.reshape(*x.shape[:-1], g, cin // g)
             y = einsum("...gi,gio->...go", xg, kernel).reshape(*x.shape[:-1], self.features)
         num_params = kernel.size
+        bias = None
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            bias = self.param("bias", nn.initializers.zeros, (self.features,))
             num_params += self.features
         record(self, "conv", y.size * (cin // g), num_params)
-        return y
+        if self.defer_bias:
+            return y, bias
+        return y if bias is None else y + bias
 
 
 class TemporalConv(nn.Module):
