@@ -103,8 +103,9 @@ def run_count(config: str, overrides: list[str], folder: Path, devices: int, pro
 
 def differing(got: dict, first: dict) -> list[dict]:
     """The students whose record differs from the first row's: id and both rewards."""
+    i, r = STUDENT_KEYS.index("id"), STUDENT_KEYS.index("reward")
     pairs = zip(got["students"], first["students"], strict=False)
-    return [{"id": mine[0], "reward": mine[2], "reward_first": theirs[2]} for mine, theirs in pairs if mine != theirs]
+    return [{"id": mine[i], "reward": mine[r], "reward_first": theirs[r]} for mine, theirs in pairs if mine != theirs]
 
 
 def outputs(run_dir: Path) -> dict:

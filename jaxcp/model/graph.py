@@ -55,15 +55,14 @@ class SpatialGraphConv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (k * cout,))
         record(self, "conv", n * t * v * k * cout * cin, kernel.size + bias.size)
         graph = a * edge
+        # the bias is added after the graph product (the same linear map): its gradient is then a reduction of
+        # the (N, T, W, C) output's cotangent, not of the K times larger projection's, which XLA:CPU ran as a
+        # slow standalone reduce-window
+        bias_per_joint = einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
         if cin < cout:
             pooled = aggregate_joints(x, graph).reshape(n, t, v, k * cin)
             weights = kernel.reshape(cin, k, cout).transpose(1, 0, 2).reshape(k * cin, cout)
-            bias_per_joint = einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
             return dense(pooled, weights) + bias_per_joint
-        # the bias added after the graph product (the same linear map): its gradient is then a reduction of
-        # the (N, T, W, C) output's cotangent, not of the K times larger z's, which XLA:CPU ran as a slow
-        # standalone reduce-window
-        bias_per_joint = einsum("kw,kc->wc", graph.sum(axis=1), bias.reshape(k, cout))
         return combine_slices(dense(x, kernel).reshape(n, t, v, k, cout), graph) + bias_per_joint
 
 
