@@ -15,7 +15,9 @@ Both sides build the same network from that dict: AutoCP's `Student`, and jaxcp'
 `Arch` it maps to (their trainable parameter counts are recorded, and must be equal).
 
 For each architecture, in one process with torch's threads set to `os.cpu_count()` (XLA:CPU uses every
-core) and OMP_WAIT_POLICY=PASSIVE (unless set: see below the imports): the same random features (batch
+core), OMP_WAIT_POLICY=PASSIVE (unless set: see below the imports) and glibc's huge-page malloc, with which
+jaxcp's commands run (GLIBC_TUNABLES, `jaxcp.core.runtime`; both sides; JAXCP_SYSTEM_MALLOC=1: neither side):
+the same random features (batch
 `--batch`, `--window` frames, 4 streams x 4 channels) and labels; after warm-up,
 `--pairs` alternating pairs (PyTorch, then jaxcp) of
 - a training step: PyTorch forward, cross-entropy, backward and Adam (AMSGrad, AutoCP's betas and the
@@ -46,6 +48,14 @@ import os
 # PyTorch in a process that also runs XLA's thread pool was 15 to 40 times slower on 2 cores than alone
 # (measured; with PASSIVE it is faster than alone under load). Set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+if __name__ == "__main__":
+    # jaxcp's commands restart with huge-page malloc (jaxcp.core.runtime); this script does too, so jaxcp is
+    # measured as it runs, and PyTorch beside it in the same process and environment (JAXCP_SYSTEM_MALLOC=1:
+    # neither side). The environment is recorded in the result (glibc_tunables).
+    from jaxcp.core.runtime import tune_allocator
+
+    tune_allocator(force=True)
 
 import argparse
 import ast
@@ -376,7 +386,8 @@ def set_torch_threads() -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
             "xla_cpu_cores": os.cpu_count(), "torch": torch.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
 
 
 # --------------------------------------------------------------------------------------------------------

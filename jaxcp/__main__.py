@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from jaxcp import __version__
 
 COMMANDS = {
     "prepare": "turn raw recordings into a processed, split dataset",
@@ -25,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, text in COMMANDS.items():
             print(f"  {name:<11} {text}")
         return 0 if argv else 2
+    if argv[0] == "--version":  # with the malloc settings this process runs with (jaxcp.core.runtime)
+        print(f"jaxcp {__version__} (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')})")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"error: unknown command {name!r} (run `jaxcp --help`)", file=sys.stderr)

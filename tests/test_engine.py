@@ -181,3 +181,15 @@ def test_fold_epoch_trains_exactly_on_each_students_valid_windows():
                                    err_msg=jax.tree_util.keystr(path))
     probs = np.asarray(run.programs.predict(folded, val_data.features))
     np.testing.assert_allclose(probs[1], np.asarray(run.programs.predict(normal, val_data.features))[1], atol=5e-4)
+
+
+def test_one_student_runs_without_the_student_vmap_and_equals_it():
+    w = jnp.arange(24.0).reshape(2, 3, 4) / 10
+    x = jnp.arange(15.0).reshape(5, 3)
+    fn = engine.over_students(lambda w, x: x @ w, (0, None))
+    np.testing.assert_allclose(fn(w, x), jax.vmap(lambda w, x: x @ w, in_axes=(0, None))(w, x), rtol=1e-6)
+    np.testing.assert_allclose(fn(w[:1], x), (x @ w[0])[None], rtol=1e-6)
+    dots = [e for e in jax.make_jaxpr(fn)(w[:1], x).eqns if e.primitive.name == "dot_general"]
+    assert [e.params["dimension_numbers"][1] for e in dots] == [((), ())]  # no batch (student) dimension
+    dots = [e for e in jax.make_jaxpr(fn)(w, x).eqns if e.primitive.name == "dot_general"]
+    assert len(dots) == 1 and dots[0].outvars[0].aval.shape[0] in (2, 5)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -21,3 +23,32 @@ def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypa
     assert runtime.limit_malloc_arenas() is True
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert runtime.limit_malloc_arenas() is False
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["python", "-m", "jaxcp.search", "--config", "quick"], True),
+    (["python", "-m", "jaxcp", "train"], True),
+    (["python", "-mjaxcp.predict"], True),
+    (["python", "-X", "dev", "-u", "-m", "jaxcp.search"], True),
+    (["/venv/bin/python", "/venv/bin/jaxcp", "search"], True),
+    (["python", "-m", "pytest", "tests"], False),
+    (["python", "-m", "jaxcpx"], False),
+    (["python", "-c", "import jaxcp"], False),
+    (["python", "benchmarks/train_step.py"], False),
+    (["python"], False),
+])
+def test_a_jaxcp_command_is_told_from_a_program_that_imports_jaxcp(argv, expected):
+    assert runtime.started_as_command(argv) is expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables only")
+def test_a_command_restarts_with_huge_page_malloc_unless_told_otherwise():
+    def version(**env) -> str:
+        base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", runtime.NO_TUNING)}
+        done = subprocess.run([sys.executable, "-m", "jaxcp", "--version"], capture_output=True, text=True,
+                              env={**base, **env}, check=True)
+        return done.stdout.strip().split("GLIBC_TUNABLES=")[1].rstrip(")")
+
+    assert version() == runtime.ALLOCATOR_TUNABLES == "glibc.malloc.hugetlb=1"
+    assert version(**{runtime.NO_TUNING: "1"}) == ""
+    assert version(GLIBC_TUNABLES="glibc.malloc.arena_max=2") == "glibc.malloc.arena_max=2"  # the user's wins

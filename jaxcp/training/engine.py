@@ -214,17 +214,34 @@ def _predict_one(spec: ProgramSpec, model: nn.Module, state: TrainState, feature
 def make_programs(spec: ProgramSpec) -> Programs:
     """The jitted, student-vmapped programs of one spec (not cached: use `get_programs`)."""
     model = create_model(spec.arch, spec.layout, spec.features, options=spec.options)
-    init = jax.jit(jax.vmap(functools.partial(_init_one, spec, model)))
-    epoch = jax.jit(
-        jax.vmap(functools.partial(_epoch_one, spec, model), in_axes=(0, 0, None, None)),
-        donate_argnums=(0,),
-    )
-    predict = jax.jit(jax.vmap(functools.partial(_predict_one, spec, model), in_axes=(0, None)))
-    fold_epoch = jax.jit(
-        jax.vmap(functools.partial(_fold_epoch_one, spec, model), in_axes=(0, 0, None, None, 0)),
-        donate_argnums=(0,),
-    )
+    init = jax.jit(over_students(functools.partial(_init_one, spec, model), (0, 0)))
+    epoch = jax.jit(over_students(functools.partial(_epoch_one, spec, model), (0, 0, None, None)),
+                    donate_argnums=(0,))
+    predict = jax.jit(over_students(functools.partial(_predict_one, spec, model), (0, None)))
+    fold_epoch = jax.jit(over_students(functools.partial(_fold_epoch_one, spec, model), (0, 0, None, None, 0)),
+                         donate_argnums=(0,))
     return Programs(init=init, epoch=epoch, predict=predict, model=model, fold_epoch=fold_epoch)
+
+
+def over_students(fn, in_axes: tuple):
+    """`jax.vmap(fn, in_axes)` over the leading student axis; with ONE student, `fn` itself on the arguments
+    without that axis, the result given it back (decided when traced: the axis size is static).
+
+    A vmap over an axis of size 1 is the same computation, but XLA:CPU compiles it worse: every batched matrix
+    product of the network gets one more batch dimension (the input streams are already vmapped), and the
+    best architecture's training step ran 10 to 20 % slower (benchmarks/vs_pytorch.py, one student).
+    """
+    mapped = jax.vmap(fn, in_axes=in_axes)
+
+    def run(*args):
+        pairs = list(zip(args, in_axes, strict=True))
+        sizes = {leaf.shape[0] for arg, axis in pairs if axis == 0 for leaf in jax.tree.leaves(arg)}
+        if sizes != {1}:
+            return mapped(*args)
+        alone = [jax.tree.map(lambda a: a[0], arg) if axis == 0 else arg for arg, axis in pairs]
+        return jax.tree.map(lambda a: a[None], fn(*alone))
+
+    return run
 
 
 # one trace per spec and data shape; a spec dropped from the cache takes its compiled executables with it
