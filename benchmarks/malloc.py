@@ -12,10 +12,11 @@ process's user and system CPU seconds and minor page faults (getrusage), and at 
 (VmHWM). Settings (`SETTINGS`):
 
 - `system`: glibc's defaults (GLIBC_TUNABLES unset; JAXCP_SYSTEM_MALLOC=1 keeps jaxcp from setting it);
-- `hugetlb`: `glibc.malloc.hugetlb=1` (glibc >= 2.35), transparent huge pages for the blocks malloc maps:
-  what jaxcp's commands run with (`jaxcp.core.runtime.ALLOCATOR_TUNABLES`);
+- `hugetlb`: `glibc.malloc.hugetlb=1` (glibc >= 2.35), transparent huge pages for the blocks malloc maps
+  (fewer, larger page faults);
 - `retain`: no mapped blocks, no trimming, one arena: freed memory stays in the process and is reused, so a
-  step faults nothing in, at the price of memory that is never given back.
+  step faults nothing in, at the price of memory that is not given back before the process ends: what
+  jaxcp's commands run with (`jaxcp.core.runtime.ALLOCATOR_TUNABLES`).
 
 Medians over the calls. Writes benchmarks/results/malloc_cpu[_TAG].json and a Markdown table malloc_cpu[_TAG].md.
 """
@@ -34,11 +35,13 @@ from pathlib import Path
 
 import common
 
+from jaxcp.core.runtime import ALLOCATOR_TUNABLES
+
 ROOT = common.ROOT
 SETTINGS = {
     "system": None,
     "hugetlb": "glibc.malloc.hugetlb=1",
-    "retain": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1",
+    "retain": ALLOCATOR_TUNABLES,
 }
 HYPER = {"optimizers": "adam", "lr": 0.005, "weight_decay": 0.0, "momentum": 0.99}
 

@@ -4,4 +4,4 @@ __version__ = "0.1.0"
 
 from jaxcp.core.runtime import tune_allocator  # noqa: E402
 
-tune_allocator()  # a jaxcp command restarts itself with huge-page malloc (see jaxcp.core.runtime); imports do not
+tune_allocator()  # a jaxcp command restarts itself with a memory-keeping malloc (jaxcp.core.runtime); imports do not

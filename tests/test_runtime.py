@@ -20,7 +20,11 @@ def test_compilation_cache_folder_from_the_environment(tmp_path, monkeypatch):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     assert runtime.limit_malloc_arenas() is True
+    monkeypatch.setenv("GLIBC_TUNABLES", runtime.ALLOCATOR_TUNABLES)  # a restarted command keeps its one arena
+    assert runtime.limit_malloc_arenas() is False
+    monkeypatch.delenv("GLIBC_TUNABLES")
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert runtime.limit_malloc_arenas() is False
 
@@ -42,13 +46,15 @@ def test_a_jaxcp_command_is_told_from_a_program_that_imports_jaxcp(argv, expecte
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables only")
-def test_a_command_restarts_with_huge_page_malloc_unless_told_otherwise():
+def test_a_command_restarts_with_jaxcps_malloc_settings_unless_told_otherwise():
     def version(**env) -> str:
         base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", runtime.NO_TUNING)}
         done = subprocess.run([sys.executable, "-m", "jaxcp", "--version"], capture_output=True, text=True,
                               env={**base, **env}, check=True)
         return done.stdout.strip().split("GLIBC_TUNABLES=")[1].rstrip(")")
 
-    assert version() == runtime.ALLOCATOR_TUNABLES == "glibc.malloc.hugetlb=1"
+    assert version() == runtime.ALLOCATOR_TUNABLES
+    assert runtime.ALLOCATOR_TUNABLES == "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:" \
+                                         "glibc.malloc.arena_max=1"
     assert version(**{runtime.NO_TUNING: "1"}) == ""
     assert version(GLIBC_TUNABLES="glibc.malloc.arena_max=2") == "glibc.malloc.arena_max=2"  # the user's wins

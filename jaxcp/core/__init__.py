@@ -8,5 +8,5 @@
   batching   chunked maps (one compiled shape for any number of rows)
   figures    matplotlib PNGs, written atomically
   progress   progress bars (rich) or plain lines for long jobs
-  runtime    process settings: huge-page malloc, compilation cache, malloc arenas, the global seed
+  runtime    process settings: malloc that keeps freed memory, compilation cache, malloc arenas, the global seed
 """

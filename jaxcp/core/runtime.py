@@ -26,18 +26,20 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return False
+    if "arena_max" in os.environ.get("GLIBC_TUNABLES", ""):  # set by `tune_allocator`, or by the user
+        return False
     try:
         return bool(ctypes.CDLL("libc.so.6").mallopt(-8, int(arenas)))  # -8: M_ARENA_MAX
     except (OSError, AttributeError):
         return False
 
 
-# glibc's malloc asks the kernel for transparent huge pages for the blocks it maps (glibc >= 2.35; older glibc
-# ignores the setting). XLA:CPU maps a fresh multi-GB temporary buffer for every training step and the kernel
-# faults it in 4 KiB pages: 1.6 million page faults and ~5 s of system time per step of the paper's best
-# architecture (batch 32, 150 frames) on a 2-core machine; with huge pages 3,700 faults, 2 s, and the step 20 %
-# faster in wall time, with the same peak memory (measured by hand, see README "Speed").
-ALLOCATOR_TUNABLES = "glibc.malloc.hugetlb=1"
+# glibc's malloc keeps what XLA frees and gives it out again: no block is mapped from the kernel (mmap_max=0),
+# none is given back (trim_threshold 64 GiB), one arena. XLA:CPU allocates a multi-GB temporary buffer for
+# every call of a compiled step; with glibc's defaults each is mapped fresh and faulted in 4 KiB page by page
+# (1.6 million page faults per training step of the paper's best architecture at batch 32 and 150 frames).
+# `python benchmarks/malloc.py` measures it (README "Host memory"): same peak memory, step about 20 % faster.
+ALLOCATOR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1"
 NO_TUNING = "JAXCP_SYSTEM_MALLOC"
 
 
