@@ -16,7 +16,8 @@ process's user and system CPU seconds and minor page faults (getrusage), and at 
   (fewer, larger page faults);
 - `retain`: no mapped blocks, no trimming, one arena: freed memory stays in the process and is reused, so a
   step faults nothing in, at the price of memory that is not given back before the process ends: what
-  jaxcp's commands run with (`jaxcp.core.runtime.ALLOCATOR_TUNABLES`).
+  jaxcp's commands run with by default (`jaxcp.core.runtime.MALLOC_SETTINGS`; JAXCP_MALLOC=hugepages
+  is `hugetlb`).
 
 Medians over the calls. Writes benchmarks/results/malloc_cpu[_TAG].json and a Markdown table malloc_cpu[_TAG].md.
 """
@@ -35,13 +36,13 @@ from pathlib import Path
 
 import common
 
-from jaxcp.core.runtime import ALLOCATOR_TUNABLES
+from jaxcp.core.runtime import MALLOC_SETTINGS
 
 ROOT = common.ROOT
 SETTINGS = {
     "system": None,
-    "hugetlb": "glibc.malloc.hugetlb=1",
-    "retain": ALLOCATOR_TUNABLES,
+    "hugetlb": MALLOC_SETTINGS["hugepages"],
+    "retain": MALLOC_SETTINGS["retain"],
 }
 HYPER = {"optimizers": "adam", "lr": 0.005, "weight_decay": 0.0, "momentum": 0.99}
 

@@ -48,7 +48,8 @@ def test_a_jaxcp_command_is_told_from_a_program_that_imports_jaxcp(argv, expecte
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables only")
 def test_a_command_restarts_with_jaxcps_malloc_settings_unless_told_otherwise():
     def version(**env) -> str:
-        base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", runtime.NO_TUNING)}
+        unset = ("GLIBC_TUNABLES", runtime.NO_TUNING, runtime.MALLOC_CHOICE)
+        base = {k: v for k, v in os.environ.items() if k not in unset}
         done = subprocess.run([sys.executable, "-m", "jaxcp", "--version"], capture_output=True, text=True,
                               env={**base, **env}, check=True)
         return done.stdout.strip().split("GLIBC_TUNABLES=")[1].rstrip(")")
@@ -57,4 +58,9 @@ def test_a_command_restarts_with_jaxcps_malloc_settings_unless_told_otherwise():
     assert runtime.ALLOCATOR_TUNABLES == "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:" \
                                          "glibc.malloc.arena_max=1"
     assert version(**{runtime.NO_TUNING: "1"}) == ""
+    assert version(JAXCP_MALLOC="system") == ""
+    assert version(JAXCP_MALLOC="hugepages") == "glibc.malloc.hugetlb=1"
+    bad = subprocess.run([sys.executable, "-m", "jaxcp", "--version"], capture_output=True, text=True,
+                         env={**{k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}, "JAXCP_MALLOC": "fast"})
+    assert bad.returncode != 0 and "JAXCP_MALLOC='fast'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert version(GLIBC_TUNABLES="glibc.malloc.arena_max=2") == "glibc.malloc.arena_max=2"  # the user's wins

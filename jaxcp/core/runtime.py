@@ -39,8 +39,15 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 # every call of a compiled step; with glibc's defaults each is mapped fresh and faulted in 4 KiB page by page
 # (1.6 million page faults per training step of the paper's best architecture at batch 32 and 150 frames).
 # `python benchmarks/malloc.py` measures it (README "Host memory"): same peak memory, step about 20 % faster.
-ALLOCATOR_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1"
-NO_TUNING = "JAXCP_SYSTEM_MALLOC"
+# It can raise the peak memory (a heap that never shrinks fragments): JAXCP_MALLOC chooses.
+MALLOC_SETTINGS = {
+    "retain": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1",
+    "hugepages": "glibc.malloc.hugetlb=1",  # transparent huge pages for mapped blocks: fewer faults, same memory
+    "system": "",  # glibc's defaults
+}
+ALLOCATOR_TUNABLES = MALLOC_SETTINGS["retain"]
+MALLOC_CHOICE = "JAXCP_MALLOC"  # retain (default), hugepages or system
+NO_TUNING = "JAXCP_SYSTEM_MALLOC"  # =1: the same as JAXCP_MALLOC=system
 
 
 def started_as_command(argv: list[str] | None = None) -> bool:
@@ -62,18 +69,22 @@ def started_as_command(argv: list[str] | None = None) -> bool:
 
 
 def tune_allocator(force: bool = False) -> bool:
-    """Restart this process (same interpreter, same arguments) with GLIBC_TUNABLES = `ALLOCATOR_TUNABLES`
-    when it was started as a jaxcp command (or `force`), on Linux, unless GLIBC_TUNABLES is already set (a
-    restarted process has it; a user's own setting wins) or JAXCP_SYSTEM_MALLOC=1. Returns False where
+    """Restart this process (same interpreter, same arguments) with GLIBC_TUNABLES = the malloc setting
+    JAXCP_MALLOC names (`MALLOC_SETTINGS`; default `retain`) when it was started as a jaxcp command (or `force`),
+    on Linux, unless GLIBC_TUNABLES is already set (a restarted process has it; a user's own setting wins) or
+    the setting is `system` (or JAXCP_SYSTEM_MALLOC=1). An unknown JAXCP_MALLOC is an error. Returns False where
     nothing is done; otherwise it does not return. Call it before anything is computed (jaxcp's package
     import calls it, so `jaxcp ...` and `python -m jaxcp.X` restart before JAX is imported)."""
-    if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ or os.environ.get(NO_TUNING):
+    choice = "system" if os.environ.get(NO_TUNING) else os.environ.get(MALLOC_CHOICE, "retain")
+    if choice not in MALLOC_SETTINGS:
+        raise SystemExit(f"error: {MALLOC_CHOICE}={choice!r}: must be one of {', '.join(MALLOC_SETTINGS)}")
+    if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ or choice == "system":
         return False
     if not (force or started_as_command()) or not getattr(sys, "orig_argv", None):
         return False
     sys.stdout.flush()
     sys.stderr.flush()
-    env = {**os.environ, "GLIBC_TUNABLES": ALLOCATOR_TUNABLES}
+    env = {**os.environ, "GLIBC_TUNABLES": MALLOC_SETTINGS[choice]}
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     return False  # not reached
 
