@@ -193,3 +193,14 @@ def test_one_student_runs_without_the_student_vmap_and_equals_it():
     assert [e.params["dimension_numbers"][1] for e in dots] == [((), ())]  # no batch (student) dimension
     dots = [e for e in jax.make_jaxpr(fn)(w, x).eqns if e.primitive.name == "dot_general"]
     assert len(dots) == 1 and dots[0].outvars[0].aval.shape[0] in (2, 5)
+
+
+def _scaled(factor, x):
+    return factor * x
+
+
+def test_a_student_program_keeps_its_function_name():  # compile-cache entries are named after it
+    import functools
+
+    assert engine.over_students(functools.partial(_scaled, 2.0), (0,)).__name__ == "_scaled"
+    assert jax.jit(engine.over_students(_scaled, (None, 0))).lower(2.0, jnp.ones((1, 3))).as_text().count("_scaled")

@@ -241,6 +241,8 @@ def over_students(fn, in_axes: tuple):
         alone = [jax.tree.map(lambda a: a[0], arg) if axis == 0 else arg for arg, axis in pairs]
         return jax.tree.map(lambda a: a[None], fn(*alone))
 
+    # the program keeps the function's name (jit__epoch_one, ...: compile-cache entries and profiles name it)
+    run.__name__ = run.__qualname__ = getattr(fn, "__name__", None) or fn.func.__name__
     return run
 
 
