@@ -47,13 +47,6 @@ SETTINGS = {
 HYPER = {"optimizers": "adam", "lr": 0.005, "weight_decay": 0.0, "momentum": 0.99}
 
 
-def peak_rss() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def measured(fn) -> dict:
     """Wall, user, system seconds and minor page faults of one call of `fn`."""
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -74,7 +67,7 @@ def child(args: argparse.Namespace) -> dict:
     train, infer, facts = vs_pytorch.jaxcp_side(arch, HYPER, features)
     train(), infer()
     calls = {name: [measured(fn) for _ in range(args.steps)] for name, fn in (("train", train), ("infer", infer))}
-    row = {"glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "peak_rss_bytes": peak_rss(),
+    row = {"glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "peak_rss_bytes": vs_pytorch.peak_rss(),
            "compile_train_step_s": facts["compile_train_step_s"]}
     for name, runs in calls.items():
         for key in runs[0]:

@@ -16,9 +16,8 @@ Both sides build the same network from that dict: AutoCP's `Student`, and jaxcp'
 
 For each architecture, in one process with torch's threads set to `os.cpu_count()` (XLA:CPU uses every
 core), OMP_WAIT_POLICY=PASSIVE (unless set: see below the imports) and the malloc settings jaxcp's commands
-run with (GLIBC_TUNABLES, `jaxcp.core.runtime`; both sides; JAXCP_SYSTEM_MALLOC=1: neither side):
-the same random features (batch
-`--batch`, `--window` frames, 4 streams x 4 channels) and labels; after warm-up,
+run with (GLIBC_TUNABLES, `jaxcp.core.runtime`; both sides; JAXCP_MALLOC=system: neither side): the same
+random features (batch `--batch`, `--window` frames, 4 streams x 4 channels) and labels; after warm-up,
 `--pairs` alternating pairs (PyTorch, then jaxcp) of
 - a training step: PyTorch forward, cross-entropy, backward and Adam (AMSGrad, AutoCP's betas and the
   architecture's learning rate); jaxcp the engine's compiled training program (`engine.get_programs(...).epoch`
@@ -51,7 +50,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if __name__ == "__main__":
     # jaxcp's commands restart with their malloc settings (jaxcp.core.runtime); this script does too, so jaxcp is
-    # measured as it runs, and PyTorch beside it in the same process and environment (JAXCP_SYSTEM_MALLOC=1:
+    # measured as it runs, and PyTorch beside it in the same process and environment (JAXCP_MALLOC=system:
     # neither side). The environment is recorded in the result (glibc_tunables).
     from jaxcp.core.runtime import tune_allocator
 

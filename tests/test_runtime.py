@@ -22,7 +22,8 @@ def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypa
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     assert runtime.limit_malloc_arenas() is True
-    monkeypatch.setenv("GLIBC_TUNABLES", runtime.ALLOCATOR_TUNABLES)  # a restarted command keeps its one arena
+    # a restarted command keeps its one arena
+    monkeypatch.setenv("GLIBC_TUNABLES", runtime.MALLOC_SETTINGS[runtime.DEFAULT_MALLOC])
     assert runtime.limit_malloc_arenas() is False
     monkeypatch.delenv("GLIBC_TUNABLES")
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
@@ -54,9 +55,9 @@ def test_a_command_restarts_with_jaxcps_malloc_settings_unless_told_otherwise():
                               env={**base, **env}, check=True)
         return done.stdout.strip().split("GLIBC_TUNABLES=")[1].rstrip(")")
 
-    assert version() == runtime.ALLOCATOR_TUNABLES
-    assert runtime.ALLOCATOR_TUNABLES == "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:" \
-                                         "glibc.malloc.arena_max=1"
+    assert version() == runtime.MALLOC_SETTINGS[runtime.DEFAULT_MALLOC]
+    assert runtime.MALLOC_SETTINGS[runtime.DEFAULT_MALLOC] == \
+        "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1"
     assert version(**{runtime.NO_TUNING: "1"}) == ""
     assert version(JAXCP_MALLOC="system") == ""
     assert version(JAXCP_MALLOC="hugepages") == "glibc.malloc.hugetlb=1"

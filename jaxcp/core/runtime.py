@@ -38,15 +38,15 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 # none is given back (trim_threshold 64 GiB), one arena. XLA:CPU allocates a multi-GB temporary buffer for
 # every call of a compiled step; with glibc's defaults each is mapped fresh and faulted in 4 KiB page by page
 # (1.6 million page faults per training step of the paper's best architecture at batch 32 and 150 frames).
-# `python benchmarks/malloc.py` measures it (README "Host memory"): same peak memory, step about 20 % faster.
-# It can raise the peak memory (a heap that never shrinks fragments): JAXCP_MALLOC chooses.
+# `python benchmarks/malloc.py` measures it (README "Host memory"): the step about 20 % faster at the same peak
+# memory there, but a heap that never shrinks can fragment and raise the peak elsewhere: JAXCP_MALLOC chooses.
 MALLOC_SETTINGS = {
     "retain": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1",
     "hugepages": "glibc.malloc.hugetlb=1",  # transparent huge pages for mapped blocks: fewer faults, same memory
     "system": "",  # glibc's defaults
 }
-ALLOCATOR_TUNABLES = MALLOC_SETTINGS["retain"]
-MALLOC_CHOICE = "JAXCP_MALLOC"  # retain (default), hugepages or system
+DEFAULT_MALLOC = "retain"
+MALLOC_CHOICE = "JAXCP_MALLOC"  # a name of MALLOC_SETTINGS; DEFAULT_MALLOC when unset
 NO_TUNING = "JAXCP_SYSTEM_MALLOC"  # =1: the same as JAXCP_MALLOC=system
 
 
@@ -75,7 +75,7 @@ def tune_allocator(force: bool = False) -> bool:
     the setting is `system` (or JAXCP_SYSTEM_MALLOC=1). An unknown JAXCP_MALLOC is an error. Returns False where
     nothing is done; otherwise it does not return. Call it before anything is computed (jaxcp's package
     import calls it, so `jaxcp ...` and `python -m jaxcp.X` restart before JAX is imported)."""
-    choice = "system" if os.environ.get(NO_TUNING) else os.environ.get(MALLOC_CHOICE, "retain")
+    choice = "system" if os.environ.get(NO_TUNING) else os.environ.get(MALLOC_CHOICE, DEFAULT_MALLOC)
     if choice not in MALLOC_SETTINGS:
         raise SystemExit(f"error: {MALLOC_CHOICE}={choice!r}: must be one of {', '.join(MALLOC_SETTINGS)}")
     if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ or choice == "system":
@@ -106,4 +106,3 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
-

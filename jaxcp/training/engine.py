@@ -229,7 +229,7 @@ def over_students(fn, in_axes: tuple):
 
     A vmap over an axis of size 1 is the same computation, but XLA:CPU compiles it worse: every batched matrix
     product of the network gets one more batch dimension (the input streams are already vmapped), and the
-    best architecture's training step ran 10 to 20 % slower (benchmarks/vs_pytorch.py, one student).
+    best architecture's forward + backward ran slower (measured by hand, 2-core CPU; not a committed figure).
     """
     mapped = jax.vmap(fn, in_axes=in_axes)
 
