@@ -582,3 +582,59 @@ def test_every_temporal_layer_keeps_width_and_strides_time():
     y, v = jax.eval_shape(lambda x: block.init_with_output(KEY, x, train=False),
                           jax.ShapeDtypeStruct((2, 13, 29, 16), jnp.float32))
     assert y.shape == (2, 13, 29, 32) and "alpha" in v["params"]["gcn"]
+
+
+
+def _temporal_conv_chains(module_cls, window, stride, channels):
+    """(through the module, through autodiff of the plain shifted-frames formula): x, kernel -> the conv
+    applied three times with tanh after each (so that the first layers' residuals wait for the last's
+    backward pass)."""
+    from jaxcp.model.ops import shifted_frames
+
+    module = (TemporalConv(channels, window, stride, use_bias=False) if module_cls is TemporalConv
+              else DepthwiseConv(window, stride, use_bias=False))
+
+    def plain_conv(x, kernel):
+        shifts = shifted_frames(x, window, stride)
+        if module_cls is TemporalConv:  # im2col, as the module computes it
+            return jnp.matmul(jnp.concatenate(shifts, -1), kernel.reshape(-1, channels), precision="highest")
+        return sum(s * kernel[j] for j, s in enumerate(shifts))
+
+    def chain(conv):
+        def run(x, kernel):
+            for _ in range(3):
+                x = jnp.tanh(conv(x, kernel))
+            return x
+        return run
+
+    return chain(lambda x, k: module.apply({"params": {"kernel": k}}, x)), chain(plain_conv)
+
+
+@pytest.mark.parametrize("module_cls", [TemporalConv, DepthwiseConv])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_temporal_convs_keep_only_their_input_for_the_backward_pass_and_agree_with_autodiff(module_cls, stride):
+    """The matmul formulation recomputes the time shifts in the backward pass (`inputs_as_residuals`): the
+    gradients equal autodiff of the plain formula, and the compiled gradient of a chain of such layers needs
+    less temporary memory than autodiff of the same formula, which keeps each layer's `window` shifts (or
+    its im2col matrix) until the backward pass reaches it."""
+    window, channels = 7, 16
+    kernel = rand((window, channels, channels) if module_cls is TemporalConv else (window, channels), 33)
+    through_module, plain = _temporal_conv_chains(module_cls, window, stride, channels)
+
+    def grads_and_temp_bytes(fn, x):
+        out = output_frames(output_frames(output_frames(x.shape[1], window, stride), window, stride), window, stride)
+        weights = rand((x.shape[0], out, *x.shape[2:]), 35)
+
+        def loss(x, k):
+            return jnp.sum(weights * fn(x, k))
+
+        compiled = jax.jit(jax.grad(loss, (0, 1))).lower(x, kernel).compile()
+        return compiled(x, kernel), compiled.memory_analysis().temp_size_in_bytes
+
+    small = rand((2, 24, 5, channels), 32)
+    chex.assert_trees_all_close(grads_and_temp_bytes(through_module, small)[0],
+                                grads_and_temp_bytes(plain, small)[0], rtol=1e-4, atol=1e-4)
+    big = rand((4, 150, 29, channels), 34)
+    kept, autodiff = grads_and_temp_bytes(through_module, big)[1], grads_and_temp_bytes(plain, big)[1]
+    one_layers_shifts = window * big.size // stride * 4  # bytes of the first layer's `window` shifts
+    assert autodiff - kept > one_layers_shifts / 4, (kept, autodiff, one_layers_shifts)

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcp.model.options import current, dot_precision
+from jaxcp.model.options import current, dot_precision, using
 
 BN_MOMENTUM = 0.9  # flax convention: running = 0.9 running + 0.1 batch (PyTorch momentum 0.1)
 BN_EPSILON = 1e-5
@@ -353,11 +353,44 @@ class Pointwise(nn.Module):
         return y if bias is None else y + bias
 
 
+def wait_for(x: jax.Array, g: jax.Array) -> jax.Array:
+    """x plus 0 x one element of g: the same values (an exact no-op), but XLA cannot compute anything from
+    the result before g exists, so a recomputation in a backward pass runs there, not in the forward pass
+    (where XLA:CPU would schedule it, and keep its result as if nothing were recomputed)."""
+    return x + (0.0 * lax.slice(g.reshape(-1), (0,), (1,))[0]).astype(x.dtype)
+
+
+def inputs_as_residuals(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    """fn(x, *weights) -> array, differentiated with its inputs as the only residuals: the backward pass
+    recomputes what autodiff of fn would have kept (the time shifts of a temporal convolution: `window` copies
+    of its input, or an im2col matrix `window` times as wide) and takes fn's own vjp there. The same products
+    as autodiff, on the same values. The first input is tied to the incoming cotangent (`wait_for`, as in
+    `jaxcp.model.remat`); the options of the network being traced are restored for the recomputation.
+    """
+    options = current()
+
+    @jax.custom_vjp
+    def run(x, *weights):
+        return fn(x, *weights)
+
+    def forward(x, *weights):
+        return fn(x, *weights), (x, weights)
+
+    def backward(residuals, g):
+        x, weights = residuals
+        with using(options):
+            return jax.vjp(fn, wait_for(x, g), *weights)[1](g)
+
+    run.defvjp(forward, backward)
+    return run
+
+
 class TemporalConv(nn.Module):
     """Dense temporal convolution (window x 1), zero padding (window - 1) // 2.
 
     "matmul": one im2col matmul, the `window` time shifts concatenated on channels times the kernel
-    reshaped to (window x C_in, features) (one matrix product forward and two backward). "conv":
+    reshaped to (window x C_in, features) (one matrix product forward and two backward); the backward pass
+    keeps x, not the window times wider im2col matrix, and rebuilds it (`inputs_as_residuals`). "conv":
     `conv_over_time`.
 
     x: (N, T, ..., C_in) -> (N, ceil(T / stride), ..., features).
@@ -376,8 +409,13 @@ class TemporalConv(nn.Module):
         if current().formulation == "conv":
             y = conv_over_time(x, kernel, self.stride)
         else:
-            columns = jnp.concatenate(shifted_frames(x, self.window, self.stride), axis=-1)  # im2col
-            y = dense(columns, kernel.reshape(self.window * cin, self.features))
+            window, stride = self.window, self.stride
+
+            def im2col_product(x, kernel):  # the shifts concatenated on channels, times the kernel
+                columns = jnp.concatenate(shifted_frames(x, window, stride), axis=-1)
+                return dense(columns, kernel.reshape(window * cin, -1))
+
+            y = inputs_as_residuals(im2col_product)(x, kernel)
         num_params = kernel.size
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
@@ -388,7 +426,8 @@ class TemporalConv(nn.Module):
 
 class DepthwiseConv(nn.Module):
     """Depthwise temporal convolution (groups = channels): "matmul" as shifted multiply-adds (operands
-    rounded to bfloat16 under that precision), "conv" as a grouped convolution (`conv_over_time`).
+    rounded to bfloat16 under that precision; the backward pass keeps x, not its `window` shifts:
+    `inputs_as_residuals`), "conv" as a grouped convolution (`conv_over_time`).
 
     x: (N, T, ..., C) -> (N, ceil(T / stride), ..., C).
     """
@@ -404,10 +443,16 @@ class DepthwiseConv(nn.Module):
         if current().formulation == "conv":
             y = conv_over_time(x, kernel[:, None, :], self.stride, groups=c)
         else:
-            shifts, weights = shifted_frames(round_operand(x), self.window, self.stride), round_operand(kernel)
-            y = shifts[0] * weights[0]
-            for j in range(1, self.window):
-                y = y + shifts[j] * weights[j]
+            window, stride = self.window, self.stride
+
+            def shifted_multiply_adds(x, kernel):
+                shifts = shifted_frames(x, window, stride)
+                y = shifts[0] * kernel[0]
+                for j in range(1, window):
+                    y = y + shifts[j] * kernel[j]
+                return y
+
+            y = inputs_as_residuals(shifted_multiply_adds)(round_operand(x), round_operand(kernel))
         num_params = kernel.size
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (c,))
