@@ -93,3 +93,33 @@ def test_a_write_failing_midway_leaves_the_old_file(tmp_path, monkeypatch):
     assert [f.written > 0 for f in torn] == [True] * 3  # each failed after writing part of its data
     assert target.read_text() == "old content\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_threads_writing_the_same_target_never_remove_each_others_temporaries(tmp_path):
+    """A write's remove_stale must not take another thread's in-flight temporary for a killed write's
+    leftover (seen in CI: a search resumed in-process while the stopped one's argmax thread still wrote
+    arch.yaml, and the rename failed with FileNotFoundError)."""
+    import threading
+
+    target, errors = tmp_path / "arch.yaml", []
+
+    def writer(k):
+        try:
+            for i in range(200):
+                atomic.write_text(target, f"writer {k} write {i}\n" * 50)
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    text = target.read_text()
+    assert text.startswith("writer ") and text.endswith(" write 199\n") and len(set(text.splitlines())) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["arch.yaml"]  # nothing left beside it
+    stale = tmp_path / ".arch.yaml.abcd1234.tmp"  # a killed write's leftover is still removed
+    stale.write_text("half")
+    atomic.write_text(target, "new\n")
+    assert not stale.exists() and target.read_text() == "new\n"

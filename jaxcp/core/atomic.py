@@ -2,7 +2,8 @@
 
 A reader (or a later run) sees either the old file or the complete new one, never half of it. What a
 killed write left beside its target (`.<name>.xxxxxxxx.tmp`, `.<name>.old.xxxxxxxx`) is removed by the next
-write of the same target.
+write of the same target; a temporary this process is still writing (another thread writing the same target)
+is not stale and is left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +27,28 @@ def _umask() -> int:
     return mask
 
 
+_IN_FLIGHT: set[Path] = set()  # temporaries this process is writing (not stale)
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def _landed(tmp: Path) -> None:
+    """`tmp` was renamed to its target or removed: no longer in flight."""
+    with _IN_FLIGHT_LOCK:
+        _IN_FLIGHT.discard(Path(tmp))
+
+
 def remove_stale(path: str | Path) -> list[Path]:
     """Remove what an earlier, killed write of `path` left beside it (its temporary file or folder, or the
-    old copy `commit_dir` was replacing); returns what was removed. Only this module's own names match."""
+    old copy `commit_dir` was replacing); returns what was removed. Only this module's own names match, and
+    never a temporary this process is still writing."""
     path = Path(path)
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(old\.)?[a-z0-9_]{{8}}(\.tmp)?$")
     if not path.parent.is_dir():
         return []
-    stale = [p for p in path.parent.iterdir()
-             if pattern.match(p.name) and (p.name.endswith(".tmp") or ".old." in p.name)]
+    with _IN_FLIGHT_LOCK:
+        stale = [p for p in path.parent.iterdir()
+                 if pattern.match(p.name) and (p.name.endswith(".tmp") or ".old." in p.name)
+                 and p not in _IN_FLIGHT]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     return stale
@@ -43,7 +58,10 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _IN_FLIGHT_LOCK:  # created and registered at once: no remove_stale in between
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        _IN_FLIGHT.add(tmp)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the permissions open() would
         with os.fdopen(fd, "wb") as f:
@@ -52,8 +70,10 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _landed(tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -78,7 +98,9 @@ def fresh_dir(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with _IN_FLIGHT_LOCK:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        _IN_FLIGHT.add(tmp)
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders
     return tmp
 
@@ -94,6 +116,7 @@ def commit_dir(tmp: str | Path, path: str | Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
+    _landed(tmp)
 
 
 def check_out_folder(path: str | Path, option: str = "--out") -> Path:
