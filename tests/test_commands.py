@@ -148,7 +148,10 @@ sys.exit(train.main(sys.argv[1:]))
 
 def _start_train(argv, events: Path, cache: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "JAXCP_NO_CACHE"}
-    env.update(JAXCP_CACHE_DIR=str(cache), JAXCP_TEST_EVENTS=str(events), PYTHONPATH=str(ROOT))
+    # every program is cached whatever its compile time: with the default 1 s threshold a program that
+    # compiled just under it in the first process and just over it in the second made a new entry (CI flake)
+    env.update(JAXCP_CACHE_DIR=str(cache), JAXCP_TEST_EVENTS=str(events), PYTHONPATH=str(ROOT),
+               JAXCP_CACHE_MIN_COMPILE_S="0")
     return subprocess.Popen([sys.executable, "-c", _TRAIN_WITH_EVENTS, *map(str, argv)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
@@ -202,7 +205,7 @@ def test_a_killed_run_resumes_to_the_same_result_and_compiles_nothing_cached(run
     seeds = [json.loads((d / "summary.json").read_text())["seeds"] for d in (run_dir, out)]
     assert seeds[0] == seeds[1]
     # The persistent compilation cache (shared with the in-process runs, tests/conftest.py): once the
-    # first process has run, the training programs that took 1 s or more to compile are in it; the second
+    # first process has run, the training programs are in it (JAXCP_CACHE_MIN_COMPILE_S=0); the second
     # process loads them (cache hits) and compiles none of them again (no new entry is written for them).
     # jax reports a backend-compile event for a cache hit too, so hits and entries are what is counted.
     assert after_first

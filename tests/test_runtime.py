@@ -17,6 +17,19 @@ def test_compilation_cache_folder_from_the_environment(tmp_path, monkeypatch):
     assert runtime.enable_compilation_cache() is None and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("value, expected", [(None, 1.0), ("0", 0.0), ("2.5", 2.5), ("-1", None), ("soon", None)])
+def test_cache_threshold_from_the_environment(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("JAXCP_CACHE_MIN_COMPILE_S", raising=False)
+    else:
+        monkeypatch.setenv("JAXCP_CACHE_MIN_COMPILE_S", value)
+    if expected is None:
+        with pytest.raises(SystemExit, match="JAXCP_CACHE_MIN_COMPILE_S"):
+            runtime.cache_min_compile_seconds()
+    else:
+        assert runtime.cache_min_compile_seconds() == expected
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)

@@ -93,7 +93,8 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
     """Turn on JAX's persistent compilation cache (compiled steps survive between runs), and cap malloc
     arenas (`limit_malloc_arenas`); every command calls this first.
 
-    Set JAXCP_CACHE_DIR to choose the folder, or JAXCP_NO_CACHE=1 to disable the cache.
+    Set JAXCP_CACHE_DIR to choose the folder, or JAXCP_NO_CACHE=1 to disable the cache. Programs that compiled
+    in under JAXCP_CACHE_MIN_COMPILE_S seconds (default 1) are not stored.
     """
     limit_malloc_arenas()
     if os.environ.get("JAXCP_NO_CACHE"):
@@ -103,6 +104,19 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
     path = Path(path) if path is not None else default_cache_dir()
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", cache_min_compile_seconds())
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def cache_min_compile_seconds() -> float:
+    """JAXCP_CACHE_MIN_COMPILE_S (default 1): programs compiled faster than this are not cached (a bad value
+    is a one-line error)."""
+    value = os.environ.get("JAXCP_CACHE_MIN_COMPILE_S", "1")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise SystemExit(f"error: JAXCP_CACHE_MIN_COMPILE_S={value!r}: must be a number of seconds, 0 or more")
+    return seconds
