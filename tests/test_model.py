@@ -584,10 +584,12 @@ def test_every_temporal_layer_keeps_width_and_strides_time():
     assert y.shape == (2, 13, 29, 32) and "alpha" in v["params"]["gcn"]
 
 
+CHAIN_LAYERS = 3
+
 
 def _temporal_conv_chains(module_cls, window, stride, channels):
     """(through the module, through autodiff of the plain shifted-frames formula): x, kernel -> the conv
-    applied three times with tanh after each (so that the first layers' residuals wait for the last's
+    applied CHAIN_LAYERS times with tanh after each (so that the first layers' residuals wait for the last's
     backward pass)."""
     from jaxcp.model.ops import shifted_frames
 
@@ -602,7 +604,7 @@ def _temporal_conv_chains(module_cls, window, stride, channels):
 
     def chain(conv):
         def run(x, kernel):
-            for _ in range(3):
+            for _ in range(CHAIN_LAYERS):
                 x = jnp.tanh(conv(x, kernel))
             return x
         return run
@@ -622,8 +624,10 @@ def test_temporal_convs_keep_only_their_input_for_the_backward_pass_and_agree_wi
     through_module, plain = _temporal_conv_chains(module_cls, window, stride, channels)
 
     def grads_and_temp_bytes(fn, x):
-        out = output_frames(output_frames(output_frames(x.shape[1], window, stride), window, stride), window, stride)
-        weights = rand((x.shape[0], out, *x.shape[2:]), 35)
+        frames = x.shape[1]
+        for _ in range(CHAIN_LAYERS):
+            frames = output_frames(frames, window, stride)
+        weights = rand((x.shape[0], frames, *x.shape[2:]), 35)
 
         def loss(x, k):
             return jnp.sum(weights * fn(x, k))
