@@ -4,11 +4,12 @@ x: (N, T, V, C) channels last. Adjacency slices come from `Layout.adjacency()` (
 holds the column-normalised entries of joints k hops apart; a layer with graph distance d uses K = d + 1.
 
 The graph products have two formulations (`options.current().formulation`, see `ops`): "matmul" writes
-them as einsums, which XLA:CPU handles well; "conv" moves the contracted axes (adjacency slice, joint)
-last and the kept joint axis into the other operand, so that each is ONE plain matrix product with a
-contraction of K x V (the (K x V, W) graph matrix), or one batched matrix product per (sample, channel)
-for Multi-GCN: the layout cuBLAS wants, with the transposes explicit instead of left to XLA's dot
-decomposition. Same parameters, same counts, same values up to rounding.
+them as one batched matrix product per frame with the graph matrix broadcast (`per_frame_product`;
+Multi-GCN's per-sample graphs as an einsum), which XLA:CPU runs without moving the activations; "conv"
+moves the contracted axes (adjacency slice, joint) last and the kept joint axis into the other operand, so
+that each is ONE plain matrix product with a contraction of K x V (the (K x V, W) graph matrix), or one
+batched matrix product per (sample, channel) for Multi-GCN: the layout cuBLAS wants, with the transposes
+explicit instead of left to XLA's dot decomposition. Same parameters, same counts, same values up to rounding.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxcp.data.skeleton import Layout
 from jaxcp.model.ops import BatchNorm, Pointwise, activation_fn, dense, einsum, kaiming_normal, linear, record
@@ -36,7 +38,7 @@ def adjacency(layout: Layout) -> np.ndarray:
 class SpatialGraphConv(nn.Module):
     """y[n,t,w,c] = sum_k sum_v z[n,t,v,k,c] (A_k * E_k)[v,w] with z = x W + b (a 1x1 conv to K x C_out).
 
-    E (K, V, V) is the trainable edge importance, initialised to ones. Computed as one einsum over the K
+    E (K, V, V) is the trainable edge importance, initialised to ones. Computed as one graph product over the K
     slices; when C_in < C_out the joints are aggregated first (the same linear map, fewer operations).
     x: (N, T, V, C_in) -> (N, T, V, features).
     """
@@ -71,12 +73,28 @@ def aggregate_joints(x: jax.Array, graph: jax.Array) -> jax.Array:
 
     "conv": (N T C, V) @ (V, K W), then the (K, W) axes moved back before the channels.
     """
-    if current().formulation != "conv":
-        return einsum("ntvc,kvw->ntwkc", x, graph)
     n, t, v, c = x.shape
+    if current().formulation != "conv":
+        k, w = graph.shape[0], graph.shape[2]
+        y = per_frame_product(graph.transpose(2, 0, 1).reshape(w * k, v), x.reshape(n * t, v, c))
+        return y.reshape(n, t, w, k, c)
     k, w = graph.shape[0], graph.shape[2]
     y = linear(jnp.matmul, x.transpose(0, 1, 3, 2), graph.transpose(1, 0, 2).reshape(v, k * w))
     return y.reshape(n, t, c, k, w).transpose(0, 1, 4, 3, 2)
+
+
+def per_frame_product(matrix: jax.Array, frames: jax.Array) -> jax.Array:
+    """matrix (W, J) @ frames[b] (J, C) for every b: frames (B, J, C) -> (B, W, C), at the current precision.
+
+    One batched matrix product with the small matrix broadcast over the batch: both operands and the result
+    keep their layout, so XLA:CPU copies no activation (a plain matrix product over J would move J last: a
+    transpose of the input and of the result, which cost more than the product at the input streams' sizes).
+    """
+    def product(m, f, **kwargs):
+        return lax.dot_general(jnp.broadcast_to(m, (f.shape[0], *m.shape)), f, (((2,), (1,)), ((0,), (0,))),
+                               **kwargs)
+
+    return linear(product, matrix, frames)
 
 
 def combine_slices(z: jax.Array, graph: jax.Array) -> jax.Array:
@@ -84,10 +102,11 @@ def combine_slices(z: jax.Array, graph: jax.Array) -> jax.Array:
 
     "conv": z as (N T C, K V) @ graph as (K V, W), one matrix product, then W moved before the channels.
     """
-    if current().formulation != "conv":
-        return einsum("ntvkc,kvw->ntwc", z, graph)
     n, t, v, k, c = z.shape
     w = graph.shape[2]
+    if current().formulation != "conv":
+        y = per_frame_product(graph.transpose(2, 1, 0).reshape(w, v * k), z.reshape(n * t, v * k, c))
+        return y.reshape(n, t, w, c)
     rows = z.transpose(0, 1, 4, 3, 2).reshape(n * t * c, k * v)
     y = linear(jnp.matmul, rows, graph.reshape(k * v, w))
     return y.reshape(n, t, c, w).transpose(0, 1, 3, 2)
