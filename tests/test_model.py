@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 
 import chex
 import jax
@@ -24,7 +25,7 @@ from jaxcp.model.attention import (
     PartAttention,
     STJointAttention,
 )
-from jaxcp.model.graph import MultiGCNLayer, SpatialGraphConv, SpatialGraphLayer
+from jaxcp.model.graph import MultiGCNLayer, SpatialGraphConv, SpatialGraphLayer, per_frame_product
 from jaxcp.model.network import Block, InputStream, InputStreams
 from jaxcp.model.ops import (
     BatchNorm,
@@ -160,6 +161,26 @@ def test_graph_conv_equals_numpy_reference(cin, cout):
     z = (np.asarray(x, np.float64) @ p["kernel"] + p["bias"]).reshape(2, 3, 29, 3, cout)
     want = np.einsum("ntvkc,kvw->ntwc", z, graph)  # y[w] = sum_k sum_v z_k[v] (A_k * E_k)[v, w]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_per_frame_graph_product_matches_autodiff_and_moves_no_frames():
+    frames, matrix = rand((60, 12, 16), 30), rand((7, 12), 31)  # 60 frames of (12 joints x slices, 16 channels)
+    cotangent = rand((60, 7, 16), 32)
+
+    def einsum_product(m, f):
+        return jnp.einsum("wj,bjc->bwc", m, f, precision=jax.lax.Precision.HIGHEST)
+
+    got, got_vjp = jax.vjp(per_frame_product, matrix, frames)
+    want, want_vjp = jax.vjp(einsum_product, matrix, frames)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_vjp(cotangent), want_vjp(cotangent), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
+    # forward and backward: no transpose or copy of an array as large as the frames (the einsum's layout changes)
+    hlo = jax.jit(lambda m, f: jax.vjp(per_frame_product, m, f)[1](cotangent)).lower(matrix, frames).compile()
+    moved = [line for line in hlo.as_text().splitlines()
+             if re.search(r"= f32\[[\d,]+\]\S* (transpose|copy)\(", line)
+             and np.prod([int(d) for d in re.search(r"f32\[([\d,]+)\]", line).group(1).split(",")]) >= frames.size]
+    assert not moved, moved
 
 
 def test_multi_gcn_equals_numpy_reference():

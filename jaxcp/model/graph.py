@@ -89,12 +89,43 @@ def per_frame_product(matrix: jax.Array, frames: jax.Array) -> jax.Array:
     One batched matrix product with the small matrix broadcast over the batch: both operands and the result
     keep their layout, so XLA:CPU copies no activation (a plain matrix product over J would move J last: a
     transpose of the input and of the result, which cost more than the product at the input streams' sizes).
+    The backward pass is written out (`_per_frame_backward`) for the same reason.
     """
+    return _per_frame_product(matrix, frames, current().precision)
+
+
+def _broadcast_product(matrix, frames, precision):
     def product(m, f, **kwargs):
         return lax.dot_general(jnp.broadcast_to(m, (f.shape[0], *m.shape)), f, (((2,), (1,)), ((0,), (0,))),
                                **kwargs)
 
-    return linear(product, matrix, frames)
+    return linear(product, matrix, frames, precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _per_frame_product(matrix, frames, precision):
+    return _broadcast_product(matrix, frames, precision)
+
+
+def _per_frame_forward(matrix, frames, precision):
+    return _broadcast_product(matrix, frames, precision), (matrix, frames)
+
+
+def _per_frame_backward(precision, residuals, g):
+    """The frames' gradient is the same product with the matrix transposed; the matrix's, per frame
+    g[b] frames[b]^T (contracting the channels, minor in both) summed over frames. Autodiff's version ran
+    the first as XLA:CPU's slow generic dot (the broadcast transposed) and transposed activations for the
+    second."""
+    matrix, frames = residuals
+
+    def per_frame_outer(a, b, **kwargs):
+        return lax.dot_general(a, b, (((2,), (2,)), ((0,), (0,))), **kwargs).sum(axis=0)
+
+    return (linear(per_frame_outer, g, frames, precision).astype(matrix.dtype),
+            _broadcast_product(matrix.T, g, precision))
+
+
+_per_frame_product.defvjp(_per_frame_forward, _per_frame_backward)
 
 
 def combine_slices(z: jax.Array, graph: jax.Array) -> jax.Array:
